@@ -1,0 +1,237 @@
+"""The variant registry, timm-style: ``register`` a variant once, then ``create_block`` / ``create_layer`` /
+``list_variants`` by name or glob pattern.
+
+A variant is a transformer-FFN replacement with a **block** form ``(..., d_model) -> (..., d_model)`` and, for the
+KAN family and the MLPs, a **layer** form ``(..., d_in) -> (..., d_out)`` for stacking into small networks. Its
+implementations (``impl``) are the readable ``reference`` plus fused kernels registered by ``kanbench.kernels``.
+Asking for an impl that cannot run here is an error, never a silent fallback to another impl.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from kanbench.costs import Cost
+
+ALL_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+class UnknownNameError(ValueError):
+    """An unknown variant or impl name; the message lists the known names and the nearest match."""
+
+
+def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(known)}."
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation of a variant: its constructors and where it can run."""
+
+    name: str
+    block: Callable[..., nn.Module] | None
+    layer: Callable[..., nn.Module] | None = None
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    dtypes: tuple[torch.dtype, ...] = ALL_DTYPES
+    # Returns why the impl cannot run on this machine (missing package, no GPU), or None when it can.
+    unavailable: Callable[[str], str | None] = lambda device: None
+    description: str = ""
+
+    def why_not(self, device: str, dtype: torch.dtype | None = None) -> str | None:
+        """Why this impl cannot run on ``device`` in ``dtype``; None when it can."""
+        device_type = torch.device(device).type
+        if device_type not in self.devices:
+            return f"impl '{self.name}' runs on {', '.join(self.devices)}, not {device_type}"
+        if dtype is not None and dtype not in self.dtypes:
+            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
+            return f"impl '{self.name}' supports dtypes {names}, not {str(dtype).removeprefix('torch.')}"
+        return self.unavailable(device_type)
+
+
+@dataclass
+class VariantSpec:
+    """Everything kanbench knows about one variant."""
+
+    name: str
+    description: str
+    paper: str
+    block: Callable[..., nn.Module]
+    block_cost: Callable[..., Cost]
+    defaults: dict[str, Any]
+    validate: Callable[..., None]
+    layer: Callable[..., nn.Module] | None = None
+    layer_cost: Callable[..., Cost] | None = None
+    # Hyperparameters that make a layer the last one of a network (e.g. no activation after the MLP's last Linear).
+    last_layer_hparams: dict[str, Any] = field(default_factory=dict)
+    impls: dict[str, Impl] = field(default_factory=dict)
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        return ("block", "layer") if self.layer is not None else ("block",)
+
+    def hparams(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The defaults updated with ``overrides``; an unknown hyperparameter is an error naming the known ones."""
+        unknown = sorted(set(overrides) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; known: {known}.")
+        return {**self.defaults, **overrides}
+
+    def validate_block(self, d_model: int, d_hidden: int, hparams: dict[str, Any]) -> None:
+        """A block of a layer variant is two layers, d_model → d_hidden → d_model: check both."""
+        self.validate(d_model, d_hidden, **hparams)
+        if self.layer is not None:
+            self.validate(d_hidden, d_model, **hparams)
+
+    def impl(self, name: str) -> Impl:
+        _load_kernels()
+        if name not in self.impls:
+            raise UnknownNameError(unknown_name_message(f"impl of '{self.name}'", name, self.impls))
+        return self.impls[name]
+
+    def usable_impls(self, device: str = "cpu") -> list[str]:
+        _load_kernels()
+        return [name for name, impl in self.impls.items() if impl.why_not(device) is None]
+
+
+_REGISTRY: dict[str, VariantSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    description: str,
+    paper: str,
+    block_cost: Callable[..., Cost],
+    defaults: dict[str, Any],
+    validate: Callable[..., None],
+    layer: Callable[..., nn.Module] | None = None,
+    layer_cost: Callable[..., Cost] | None = None,
+    last_layer_hparams: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl.
+
+    ``validate(d_in, d_out, **hparams)`` raises ValueError naming the violated constraint (for a variant with a
+    layer form it checks one layer, and a block is checked as its two layers); ``block_cost(d_model,
+    d_hidden, **hparams)`` and ``layer_cost(d_in, d_out, **hparams)`` give the analytic :class:`Cost`.
+    """
+
+    def decorator(block: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"variant '{name}' is already registered")
+        spec = VariantSpec(
+            name=name, description=description, paper=paper, block=block, block_cost=block_cost,
+            defaults=dict(defaults), validate=validate, layer=layer, layer_cost=layer_cost,
+            last_layer_hparams=dict(last_layer_hparams or {}),
+        )
+        spec.impls["reference"] = Impl("reference", block=block, layer=layer, description="plain PyTorch")
+        _REGISTRY[name] = spec
+        return block
+
+    return decorator
+
+
+def register_impl(variant: str, impl: Impl) -> None:
+    """Add a non-reference implementation (fused kernels) to a registered variant."""
+    spec = _REGISTRY[variant]
+    if impl.name in spec.impls:
+        raise ValueError(f"impl '{impl.name}' of '{variant}' is already registered")
+    spec.impls[impl.name] = impl
+
+
+def unregister(name: str) -> None:
+    """Remove a variant (used by tests that register throw-away variants)."""
+    _REGISTRY.pop(name, None)
+
+
+_loaded = {"variants": False, "kernels": False}
+
+
+def _load_variants() -> None:
+    if not _loaded["variants"]:
+        _loaded["variants"] = True
+        importlib.import_module("kanbench.variants")
+
+
+def _load_kernels() -> None:
+    _load_variants()
+    if not _loaded["kernels"]:
+        _loaded["kernels"] = True
+        importlib.import_module("kanbench.kernels")
+
+
+def get_variant(name: str) -> VariantSpec:
+    """The spec of ``name``; an unknown name lists the known ones and the nearest match."""
+    _load_variants()
+    if name not in _REGISTRY:
+        raise UnknownNameError(unknown_name_message("variant", name, _REGISTRY))
+    return _REGISTRY[name]
+
+
+def list_variants(pattern: str | Iterable[str] = "*") -> list[str]:
+    """Registered variant names matching a glob pattern (or any of several), sorted."""
+    _load_variants()
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+
+def _check_dims(name: str, **dims: int) -> None:
+    for key, value in dims.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
+
+
+def create_block(name: str, d_model: int, d_hidden: int, impl: str = "reference", **hparams: Any) -> nn.Module:
+    """Build variant ``name``'s FFN block ``(..., d_model) -> (..., d_model)`` with hidden width ``d_hidden``."""
+    spec = get_variant(name)
+    _check_dims(name, d_model=d_model, d_hidden=d_hidden)
+    hp = spec.hparams(hparams)
+    spec.validate_block(d_model, d_hidden, hp)
+    chosen = spec.impl(impl)
+    if chosen.block is None:
+        raise ValueError(f"impl '{impl}' of '{name}' has no block form")
+    return chosen.block(d_model, d_hidden, **hp)
+
+
+def create_layer(name: str, d_in: int, d_out: int, impl: str = "reference", **hparams: Any) -> nn.Module:
+    """Build variant ``name``'s layer ``(..., d_in) -> (..., d_out)`` for stacking into small networks."""
+    spec = get_variant(name)
+    if spec.layer is None:
+        raise ValueError(f"variant '{name}' has only a block form; use create_block (layer forms: "
+                         f"{', '.join(n for n in list_variants() if get_variant(n).layer is not None)}).")
+    _check_dims(name, d_in=d_in, d_out=d_out)
+    hp = spec.hparams(hparams)
+    spec.validate(d_in, d_out, **hp)
+    chosen = spec.impl(impl)
+    if chosen.layer is None:
+        raise ValueError(f"impl '{impl}' of '{name}' has no layer form")
+    return chosen.layer(d_in, d_out, **hp)
+
+
+def block_cost(name: str, d_model: int, d_hidden: int, **hparams: Any) -> Cost:
+    """Analytic parameters and per-token FLOPs of the block (see :mod:`kanbench.costs`)."""
+    spec = get_variant(name)
+    hp = spec.hparams(hparams)
+    spec.validate_block(d_model, d_hidden, hp)
+    return spec.block_cost(d_model, d_hidden, **hp)
+
+
+def layer_cost(name: str, d_in: int, d_out: int, **hparams: Any) -> Cost:
+    """Analytic parameters and per-token FLOPs of the layer form."""
+    spec = get_variant(name)
+    if spec.layer_cost is None:
+        raise ValueError(f"variant '{name}' has no layer form")
+    hp = spec.hparams(hparams)
+    spec.validate(d_in, d_out, **hp)
+    return spec.layer_cost(d_in, d_out, **hp)

@@ -1,0 +1,151 @@
+"""``af_kan``: AF-KAN, ReLU-KAN's bumps generalised to other activations, reduced by global attention to an
+MLP-sized layer.
+
+Ta et al., "AF-KAN: Activation Function-Based Kolmogorov-Arnold Networks for Efficient Representation Learning"
+(arXiv 2503.06112). Defaults are the paper's best configuration: G = 3, k = 3, activation SiLU, function quad1,
+func_norm on, LayerNorm, method global_attn. With trainable ``s_j = (j - k)/G`` (shared by all inputs) and
+``e_j = s_j + (k+1)/G``, for input coordinate i and basis j:
+
+    a = act(x_i - s_j),  b = act(e_j - x_i),  F_ij = func(a, b)          (quad1: (a·b)²)
+    F <- (F - min F)/(max F - min F)                                    (func_norm)
+    w_i = softmax_i( (Linear_{G+k→1}(F))_i / max(τ, 1) ),  τ init √d_in  (global_attn, softmax over the inputs i)
+    z_i = Σ_j F_ij · w_i,   y = W_base · act(LayerNorm(z))              (no bias)
+
+``func_norm``: the authors' code L2-normalises the whole feature tensor and then min-max scales it over the whole
+batch tensor. The L2 step cancels in the min-max (a positive scale), so kanbench computes the min-max only.
+``func_norm='batch'`` (the default, as in the paper) makes a token's output depend on the other tokens in the batch;
+``'sample'`` min-max scales each token's (d_in, G+k) features on their own; ``'none'`` skips it. The benchmarks use
+the default, ``'batch'``.
+Parameters: d_out·d_in + 2·d_in (LayerNorm) + (G+k+1) (attention Linear) + 2·(G+k) (s, e) + 1 (τ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kanbench.costs import ELEMENTWISE, LAYER_NORM, REDUCTION, SOFTMAX, Cost
+from kanbench.registry import register
+
+ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+               "softplus": F.softplus}
+
+
+def _quad1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    ab = a * b
+    return ab * ab
+
+
+def _cubic2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    ab = a * b
+    return ab * ab * ab
+
+
+# func(a, b) and its elementwise FLOPs per feature
+FUNCS = {
+    "quad1": (_quad1, 2),
+    "quad2": (lambda a, b: a * b + a * a + b * b, 5),
+    "sum": (lambda a, b: a + b, 1),
+    "prod": (lambda a, b: a * b, 1),
+    "sum_prod": (lambda a, b: a + b + a * b, 3),
+    "cubic1": (lambda a, b: (a + b) * (a * a + b * b), 5),
+    "cubic2": (_cubic2, 3),
+}
+NORMS = ("batch", "sample", "none")
+DEFAULTS = {"grid_size": 3, "k": 3, "activation": "silu", "func": "quad1", "func_norm": "batch"}
+
+
+def validate(d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation: str = "silu", func: str = "quad1",
+             func_norm: str = "batch") -> None:
+    if not isinstance(grid_size, int) or grid_size < 1:
+        raise ValueError(f"af_kan: grid_size must be an integer >= 1, got {grid_size!r}.")
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"af_kan: k must be an integer >= 0, got {k!r}.")
+    for name, value, allowed in (("activation", activation, ACTIVATIONS), ("func", func, FUNCS),
+                                 ("func_norm", func_norm, NORMS)):
+        if value not in allowed:
+            raise ValueError(f"af_kan: {name} must be one of {', '.join(allowed)}, got {value!r}.")
+
+
+
+
+class AFKANLayer(nn.Module):
+    """One AF-KAN layer with the global-attention reduction (see the module docstring)."""
+
+    def __init__(self, d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation: str = "silu",
+                 func: str = "quad1", func_norm: str = "batch") -> None:
+        super().__init__()
+        self.d_in, self.d_out = d_in, d_out
+        self.act, self.func, self.func_norm = ACTIVATIONS[activation], FUNCS[func][0], func_norm
+        start = torch.arange(-k, grid_size, dtype=torch.float32) / grid_size
+        self.start = nn.Parameter(start)  # s: (G+k,), shared by all inputs
+        self.end = nn.Parameter(start + (k + 1) / grid_size)  # e
+        self.temperature = nn.Parameter(torch.tensor(math.sqrt(d_in)))
+        self.attention = nn.Linear(grid_size + k, 1)
+        self.norm = nn.LayerNorm(d_in)
+        self.base_weight = nn.Parameter(torch.empty(d_out, d_in))
+        nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d_in) → (N, d_in, G+k) normalised features F."""
+        x = x.unsqueeze(-1)
+        feats = self.func(self.act(x - self.start), self.act(self.end - x))
+        if self.func_norm == "batch":
+            lo, hi = feats.amin(), feats.amax()
+            feats = (feats - lo) / (hi - lo)
+        elif self.func_norm == "sample":
+            lo, hi = feats.amin(dim=(1, 2), keepdim=True), feats.amax(dim=(1, 2), keepdim=True)
+            feats = (feats - lo) / (hi - lo)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.d_in)
+        feats = self.features(x)
+        logits = self.attention(feats).squeeze(-1) / self.temperature.clamp(min=1.0)  # (N, d_in)
+        weights = torch.softmax(logits, dim=-1)  # over the input coordinates i
+        z = (feats * weights.unsqueeze(-1)).sum(dim=-1)
+        return F.linear(self.act(self.norm(z)), self.base_weight).reshape(*lead, self.d_out)
+
+
+def layer_cost(d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation: str = "silu",
+               func: str = "quad1", func_norm: str = "batch") -> Cost:
+    n = grid_size + k
+    act = ELEMENTWISE[activation]
+    features = d_in * n * (2 * ELEMENTWISE["sub"] + 2 * act + FUNCS[func][1])
+    # min, max, subtract, divide per feature (and the per-token range for 'sample')
+    norm = 0 if func_norm == "none" else d_in * n * (REDUCTION["amin"] + REDUCTION["amax"] + 2)
+    norm += 1 if func_norm == "sample" else 0
+    attention = d_in * (1 + 1 + SOFTMAX) + d_in * n * (ELEMENTWISE["mul"] + REDUCTION["sum"])  # bias, /τ, softmax
+    output = d_in * (LAYER_NORM + act)
+    params = d_out * d_in + 2 * d_in + (n + 1) + 2 * n + 1
+    return Cost(params, 2 * d_in * n + 2 * d_in * d_out, features + norm + attention + output)
+
+
+def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
+    return layer_cost(d_model, d_hidden, **hp) + layer_cost(d_hidden, d_model, **hp)
+
+
+@register(
+    "af_kan",
+    description="AF-KAN: activation bumps, global attention over inputs, MLP-sized",
+    paper="Ta et al. 2025, AF-KAN (arXiv 2503.06112)",
+    block_cost=block_cost,
+    defaults=DEFAULTS,
+    validate=validate,
+    layer=AFKANLayer,
+    layer_cost=layer_cost,
+)
+class AFKANBlock(nn.Module):
+    """Two AF-KAN layers, d_model → d_hidden → d_model."""
+
+    def __init__(self, d_model: int, d_hidden: int, **hp: object) -> None:
+        super().__init__()
+        self.fc1 = AFKANLayer(d_model, d_hidden, **hp)
+        self.fc2 = AFKANLayer(d_hidden, d_model, **hp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x))

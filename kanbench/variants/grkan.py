@@ -1,0 +1,136 @@
+"""``grkan``: GR-KAN, the group-rational KAN of the Kolmogorov-Arnold Transformer.
+
+Yang & Wang, "Kolmogorov-Arnold Transformer" (arXiv 2409.10594, ICLR 2025). One GR-KAN layer is ``Linear(F(x))``:
+a safe Padé-style rational of order (5, 4) applied per channel group, then a Linear. In the form every released
+kernel computes ("version A"), for a channel in group g:
+
+    F(x) = P(x) / Q(x),  P(x) = a0 + a1·x + ... + a5·x⁵,  Q(x) = 1 + |b0|·|x| + |b1|·|x|² + |b2|·|x|³ + |b3|·|x|⁴
+
+Q >= 1, so there is never a division by ~0. (The paper prints ``1 + |b1 x + ... + bn xⁿ|``; the kernels and the
+released checkpoints use the form above.) Channels (the last dim, D) split into ``groups`` contiguous groups: the
+group of channel c is ``c // (D / groups)``. Released models share the numerator across groups (a: (1, 6)) and give
+each group its own denominator (b: (groups, 4)): 38 parameters per rational at 8 groups.
+
+Gradients (used by the kernels, checked against autograd of this reference):
+``dF/dx = P'/Q - sign(x)·(|b0| + 2|b1||x| + 3|b2|x² + 4|b3||x|³)·P/Q²``, ``dF/da_i = xⁱ/Q``,
+``dF/db_j = -sign(b_j)·|x|^{j+1}·P/Q²``. Convention at 0: sign(0) = 0, as autograd's ``abs`` has it (the authors'
+kernels use +1); the two agree everywhere else, and the tests stay away from b = 0 and x = 0.
+
+The KAT block (its FFN): ``x → F_identity(x) → Linear(d, h) → F_swish(·) → Linear(h, d)``. The Linear after a
+rational is initialised kaiming-normal (fan_in) with gain² = 1/E[F(x)²], x ~ N(0, 1) (variance-preserving).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from kanbench.costs import Cost, linear_cost
+from kanbench.registry import register
+
+# Numerator a0..a5 and denominator b0..b3 of the inits, under the form above (reference/variants.md).
+RATIONAL_INITS: dict[str, tuple[list[float], list[float]]] = {
+    "identity": ([0.0, 1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]),
+    "swish": ([3.05e-7, 0.50000079, 0.24999783, 0.05326628, 0.00580303, 0.00027520],
+              [-4.11e-6, 0.10652899, -1.27e-6, 0.00055023]),
+    # the "gelu_old" fit of the KAT repository: correct under this form (its current "gelu" entry is not)
+    "gelu": ([-0.00124236, 0.50804971, 0.41586363, 0.13022719, 0.02435590, 0.00290284],
+             [-0.06675016, 0.17927646, 0.03746683, 1.66e-10]),
+}
+# gain² = 1 / E[F(x)²] for x ~ N(0, 1): the variance-preserving init of the Linear that follows F.
+GAIN_SQUARED = {"identity": 1.0, "swish": 2.8178, "gelu": 2.3568}
+RATIONAL_FLOPS = 20  # |x| 1, P by Horner 10, Q by Horner 8, P/Q 1 (KAT's fvcore handle counts ~21)
+DEFAULTS = {"groups": 8, "init": "swish", "shared_numerator": True}
+
+
+def validate(d_in: int, d_out: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> None:
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"grkan: groups must be an integer >= 1, got {groups!r}.")
+    if d_in % groups:
+        raise ValueError(
+            f"grkan: width {d_in} is not divisible by groups={groups} (channels split into {groups} contiguous "
+            f"groups); use a width that is a multiple of {groups} or a group count that divides {d_in}."
+        )
+    if init not in RATIONAL_INITS:
+        raise ValueError(f"grkan: init must be one of {', '.join(RATIONAL_INITS)}, got {init!r}.")
+
+
+def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """Group-rational F(x) over the last dim of x: numerator (1 or g, 6), denominator (g, 4)."""
+    groups = denominator.shape[0]
+    xg = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
+    a = numerator.unsqueeze(-1)  # (1|g, 6, 1): broadcasts over the channels of a group
+    b = denominator.abs().unsqueeze(-1)
+    ax = xg.abs()
+    p = a[:, 5] * xg + a[:, 4]
+    for i in (3, 2, 1, 0):
+        p = p * xg + a[:, i]
+    q = ax * b[:, 3] + b[:, 2]
+    for j in (1, 0):
+        q = q * ax + b[:, j]
+    q = q * ax + 1.0
+    return (p / q).reshape(x.shape)
+
+
+class GroupRational(nn.Module):
+    """F(x) with learnable coefficients: a (1, 6) shared or (groups, 6), b (groups, 4)."""
+
+    def __init__(self, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> None:
+        super().__init__()
+        a, b = RATIONAL_INITS[init]
+        self.numerator = nn.Parameter(torch.tensor(a).repeat(1 if shared_numerator else groups, 1))
+        self.denominator = nn.Parameter(torch.tensor(b).repeat(groups, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rational(x, self.numerator, self.denominator)
+
+
+class GRKANLayer(nn.Module):
+    """``y = W · F(x) + b``: the rational on the input, then a Linear initialised variance-preservingly."""
+
+    def __init__(self, d_in: int, d_out: int, groups: int = 8, init: str = "swish",
+                 shared_numerator: bool = True) -> None:
+        super().__init__()
+        self.rational = GroupRational(groups, init, shared_numerator)
+        self.linear = nn.Linear(d_in, d_out)
+        nn.init.normal_(self.linear.weight, std=math.sqrt(GAIN_SQUARED[init] / d_in))
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.rational(x))
+
+
+def layer_cost(d_in: int, d_out: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> Cost:
+    coefficients = 6 * (1 if shared_numerator else groups) + 4 * groups
+    return Cost(coefficients, 0, RATIONAL_FLOPS * d_in) + linear_cost(d_in, d_out)
+
+
+def block_cost(d_model: int, d_hidden: int, groups: int = 8, init: str = "swish",
+               shared_numerator: bool = True) -> Cost:
+    return (layer_cost(d_model, d_hidden, groups, "identity", shared_numerator)
+            + layer_cost(d_hidden, d_model, groups, init, shared_numerator))
+
+
+@register(
+    "grkan",
+    description="GR-KAN (KAT): group-rational P/Q then Linear; block F_id→Linear→F_swish→Linear",
+    paper="Yang & Wang 2025, Kolmogorov-Arnold Transformer (arXiv 2409.10594)",
+    block_cost=block_cost,
+    defaults=DEFAULTS,
+    validate=validate,
+    layer=GRKANLayer,
+    layer_cost=layer_cost,
+)
+class GRKANBlock(nn.Module):
+    """The KAT FFN: ``Linear(d_hidden → d_model)(F_init(Linear(d_model → d_hidden)(F_identity(x))))``."""
+
+    def __init__(self, d_model: int, d_hidden: int, groups: int = 8, init: str = "swish",
+                 shared_numerator: bool = True) -> None:
+        super().__init__()
+        self.fc1 = GRKANLayer(d_model, d_hidden, groups, "identity", shared_numerator)
+        self.fc2 = GRKANLayer(d_hidden, d_model, groups, init, shared_numerator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x))

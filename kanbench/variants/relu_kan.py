@@ -1,0 +1,94 @@
+"""``relu_kan``: ReLU-KAN, bases made of ReLUs and a square instead of B-splines.
+
+Qiu et al., "ReLU-KAN: New Kolmogorov-Arnold Networks that Only Need Matrix Addition, Dot Multiplication, and ReLU"
+(arXiv 2406.02075). For input coordinate i and basis j = 0 .. G+k-1, with trainable interval ends initialised to
+``s_j = (j - k)/G`` and ``e_j = s_j + (k+1)/G``:
+
+    R_ij(x) = [ReLU(e_ij - x_i) · ReLU(x_i - s_ij)]² · r,   r = 16·G⁴/(k+1)⁴
+
+so each bump peaks at 1 at its interval's midpoint. Then ``y = W · vec(R(x)) + b`` with W of shape
+(d_out, (G+k)·d_in) in the paper's layout (basis index outer, input index inner: column ``j·d_in + i``).
+The intervals cover [-k/G, 1 + k/G]: inputs are expected roughly in [0, 1].
+Parameters: d_out·(G+k)·d_in + d_out + 2·d_in·(G+k).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kanbench.costs import Cost, linear_cost
+from kanbench.registry import register
+
+DEFAULTS = {"grid_size": 5, "k": 3, "train_intervals": True}
+
+
+def validate(d_in: int, d_out: int, grid_size: int = 5, k: int = 3, train_intervals: bool = True) -> None:
+    if not isinstance(grid_size, int) or grid_size < 1:
+        raise ValueError(f"relu_kan: grid_size must be an integer >= 1, got {grid_size!r}.")
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"relu_kan: k must be an integer >= 0, got {k!r}.")
+
+
+class ReLUKANLayer(nn.Module):
+    """``y = W · vec([ReLU(e - x)·ReLU(x - s)]²·r) + b`` (see the module docstring)."""
+
+    def __init__(self, d_in: int, d_out: int, grid_size: int = 5, k: int = 3, train_intervals: bool = True) -> None:
+        super().__init__()
+        self.d_in, self.d_out, self.n_bases = d_in, d_out, grid_size + k
+        start = (torch.arange(-k, grid_size, dtype=torch.float32) / grid_size).expand(d_in, -1).contiguous()
+        end = start + (k + 1) / grid_size
+        if train_intervals:  # s and e, each (d_in, G+k)
+            self.start, self.end = nn.Parameter(start), nn.Parameter(end)
+        else:
+            self.register_buffer("start", start)
+            self.register_buffer("end", end)
+        self.r = 16 * grid_size**4 / (k + 1) ** 4
+        # nn.Linear's default init equals the reference Conv2d's: fan_in = (G+k)·d_in.
+        self.linear = nn.Linear(self.n_bases * d_in, d_out)
+
+    def bases(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d_in) → (N, G+k, d_in) basis values, basis index outer as in the paper's Conv2d layout."""
+        x = x.unsqueeze(-1)
+        bump = F.relu(self.end - x) * F.relu(x - self.start)  # (N, d_in, G+k)
+        return (bump * bump * self.r).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.d_in)
+        features = self.bases(x).reshape(x.shape[0], -1)
+        return self.linear(features).reshape(*lead, self.d_out)
+
+
+def layer_cost(d_in: int, d_out: int, grid_size: int = 5, k: int = 3, train_intervals: bool = True) -> Cost:
+    n_bases = grid_size + k
+    # per (input, basis): two subs, two ReLUs, the product, the square and the scale by r
+    bases = Cost(2 * d_in * n_bases if train_intervals else 0, 0, 7 * d_in * n_bases)
+    return bases + linear_cost(n_bases * d_in, d_out)
+
+
+def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
+    return layer_cost(d_model, d_hidden, **hp) + layer_cost(d_hidden, d_model, **hp)
+
+
+@register(
+    "relu_kan",
+    description="ReLU-KAN: bases [ReLU(e-x)·ReLU(x-s)]²·r, then one matmul",
+    paper="Qiu et al. 2024, ReLU-KAN (arXiv 2406.02075)",
+    block_cost=block_cost,
+    defaults=DEFAULTS,
+    validate=validate,
+    layer=ReLUKANLayer,
+    layer_cost=layer_cost,
+)
+class ReLUKANBlock(nn.Module):
+    """Two ReLU-KAN layers, d_model → d_hidden → d_model."""
+
+    def __init__(self, d_model: int, d_hidden: int, **hp: object) -> None:
+        super().__init__()
+        self.fc1 = ReLUKANLayer(d_model, d_hidden, **hp)
+        self.fc2 = ReLUKANLayer(d_hidden, d_model, **hp)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x))

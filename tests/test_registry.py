@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from kanbench import registry
+from kanbench.registry import UnknownNameError, create_block, create_layer, get_variant, list_variants
+
+SEVEN = ["af_kan", "bspline_kan", "glu", "grkan", "mlp", "relu_kan", "spark_ffn"]
+
+
+def test_all_seven_variants_are_registered_with_a_reference_impl():
+    assert list_variants() == SEVEN
+    for name in SEVEN:
+        assert "reference" in get_variant(name).usable_impls("cpu")
+
+
+def test_list_variants_filters_by_glob_patterns():
+    assert list_variants("*kan") == ["af_kan", "bspline_kan", "grkan", "relu_kan"]
+    assert list_variants(["mlp", "g*"]) == ["glu", "grkan", "mlp"]
+    assert list_variants("nothing*") == []
+
+
+def test_unknown_variant_lists_known_names_and_the_nearest():
+    with pytest.raises(UnknownNameError) as err:
+        create_block("grkn", 16, 64)
+    message = str(err.value)
+    assert "Did you mean 'grkan'?" in message
+    for name in SEVEN:
+        assert name in message
+
+
+def test_unknown_impl_is_an_error_not_a_fallback():
+    with pytest.raises(UnknownNameError, match="impl of 'mlp'.*Known"):
+        create_block("mlp", 16, 64, impl="tritn")
+
+
+def test_unknown_hyperparameter_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown hyperparameter.*grid_sise.*known: .*grid_size"):
+        create_block("bspline_kan", 8, 16, grid_sise=4)
+
+
+@pytest.mark.parametrize(
+    ("name", "d_model", "d_hidden", "hparams", "pattern"),
+    [
+        ("grkan", 100, 64, {}, r"width 100 is not divisible by groups=8"),
+        ("grkan", 64, 100, {}, r"width 100 is not divisible by groups=8"),
+        ("grkan", 64, 64, {"init": "relu"}, r"init must be one of identity, swish, gelu, got 'relu'"),
+        ("spark_ffn", 16, 64, {"k_fraction": 1.5}, r"k_fraction must be in \(0, 1\).*1.5"),
+        ("spark_ffn", 16, 4, {"k_fraction": 0.08}, r"1 <= k < d_ff=4"),
+        ("spark_ffn", 16, 64, {"r": 16}, r"1 <= r < d_model=16, got 16"),
+        ("bspline_kan", 8, 16, {"grid_size": 0}, r"grid_size must be an integer >= 1, got 0"),
+        ("relu_kan", 8, 16, {"grid_size": 0}, r"grid_size must be an integer >= 1, got 0"),
+        ("af_kan", 8, 16, {"func": "quad9"}, r"func must be one of .*quad1.*got 'quad9'"),
+        ("mlp", 0, 16, {}, r"d_model must be a positive integer, got 0"),
+    ],
+)
+def test_bad_hyperparameters_name_the_constraint_and_value(name, d_model, d_hidden, hparams, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        create_block(name, d_model, d_hidden, **hparams)
+
+
+def test_block_only_variant_has_no_layer_form():
+    with pytest.raises(ValueError, match="only a block form"):
+        create_layer("spark_ffn", 8, 8)
+
+
+def test_user_variant_registers_with_the_same_decorator():
+    from kanbench.costs import Cost
+
+    @registry.register("user_identity", description="test", paper="none", block_cost=lambda d, h: Cost(0, 0, 0),
+                       defaults={}, validate=lambda d, h: None)
+    class Identity(torch.nn.Module):
+        def __init__(self, d_model, d_hidden):
+            super().__init__()
+
+        def forward(self, x):
+            return x
+
+    try:
+        assert "user_identity" in list_variants()
+        x = torch.randn(2, 4)
+        assert torch.equal(create_block("user_identity", 4, 8)(x), x)
+    finally:
+        registry.unregister("user_identity")
+    assert "user_identity" not in list_variants()
+
+
+def test_impl_that_cannot_run_here_says_why():
+    impl = registry.Impl("gpu_only", block=None, devices=("cuda",))
+    assert impl.why_not("cpu") == "impl 'gpu_only' runs on cuda, not cpu"
+    impl = registry.Impl("fp32_only", block=None, dtypes=(torch.float32,))
+    assert "supports dtypes float32, not bfloat16" in impl.why_not("cpu", torch.bfloat16)
