@@ -42,6 +42,7 @@ class Impl:
     name: str
     block: Callable[..., nn.Module] | None
     layer: Callable[..., nn.Module] | None = None
+    op: Callable[..., nn.Module] | None = None
     devices: tuple[str, ...] = ("cpu", "cuda")
     dtypes: tuple[torch.dtype, ...] = ALL_DTYPES
     # Returns why the impl cannot run on this machine (missing package, no GPU), or None when it can.
@@ -72,13 +73,19 @@ class VariantSpec:
     validate: Callable[..., None]
     layer: Callable[..., nn.Module] | None = None
     layer_cost: Callable[..., Cost] | None = None
+    # The variant's characteristic elementwise op alone, ``(width, **hparams)``: GR-KAN's rational, the MLP's GELU.
+    op: Callable[..., nn.Module] | None = None
+    op_cost: Callable[..., Cost] | None = None
     # Hyperparameters that make a layer the last one of a network (e.g. no activation after the MLP's last Linear).
     last_layer_hparams: dict[str, Any] = field(default_factory=dict)
     impls: dict[str, Impl] = field(default_factory=dict)
+    # Where inputs live: "normal" (N(0, 1), a transformer's normalised activations) or "unit" (U[0, 1], for
+    # ReLU-KAN whose bumps cover about [0, 1]). Tests and harnesses draw their random inputs from it.
+    input_kind: str = "normal"
 
     @property
     def forms(self) -> tuple[str, ...]:
-        return ("block", "layer") if self.layer is not None else ("block",)
+        return ("block",) + (("layer",) if self.layer is not None else ()) + (("op",) if self.op is not None else ())
 
     def hparams(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """The defaults updated with ``overrides``; an unknown hyperparameter is an error naming the known ones."""
@@ -119,6 +126,9 @@ def register(
     layer: Callable[..., nn.Module] | None = None,
     layer_cost: Callable[..., Cost] | None = None,
     last_layer_hparams: dict[str, Any] | None = None,
+    op: Callable[..., nn.Module] | None = None,
+    op_cost: Callable[..., Cost] | None = None,
+    input_kind: str = "normal",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl.
 
@@ -133,9 +143,10 @@ def register(
         spec = VariantSpec(
             name=name, description=description, paper=paper, block=block, block_cost=block_cost,
             defaults=dict(defaults), validate=validate, layer=layer, layer_cost=layer_cost,
-            last_layer_hparams=dict(last_layer_hparams or {}),
+            last_layer_hparams=dict(last_layer_hparams or {}), op=op, op_cost=op_cost,
+            input_kind=input_kind,
         )
-        spec.impls["reference"] = Impl("reference", block=block, layer=layer, description="plain PyTorch")
+        spec.impls["reference"] = Impl("reference", block=block, layer=layer, op=op, description="plain PyTorch")
         _REGISTRY[name] = spec
         return block
 
@@ -235,3 +246,58 @@ def layer_cost(name: str, d_in: int, d_out: int, **hparams: Any) -> Cost:
     hp = spec.hparams(hparams)
     spec.validate(d_in, d_out, **hp)
     return spec.layer_cost(d_in, d_out, **hp)
+
+
+def create_op(name: str, width: int, impl: str = "reference", **hparams: Any) -> nn.Module:
+    """Build variant ``name``'s characteristic elementwise op over ``(..., width)`` (e.g. GR-KAN's rational)."""
+    spec = get_variant(name)
+    if spec.op is None:
+        with_op = ", ".join(n for n in list_variants() if get_variant(n).op is not None)
+        raise ValueError(f"variant '{name}' has no op form (variants with one: {with_op}).")
+    _check_dims(name, width=width)
+    hp = spec.hparams(hparams)
+    spec.validate(width, width, **hp)
+    chosen = spec.impl(impl)
+    if chosen.op is None:
+        raise ValueError(f"impl '{impl}' of '{name}' has no op form")
+    return chosen.op(width, **hp)
+
+
+def op_cost(name: str, width: int, **hparams: Any) -> Cost:
+    """Analytic parameters and per-token FLOPs of the op form."""
+    spec = get_variant(name)
+    if spec.op_cost is None:
+        raise ValueError(f"variant '{name}' has no op form")
+    hp = spec.hparams(hparams)
+    spec.validate(width, width, **hp)
+    return spec.op_cost(width, **hp)
+
+
+def create(form: str, name: str, d_in: int, d_out: int, impl: str = "reference", **hparams: Any) -> nn.Module:
+    """Build any form: ``block`` (d_in = d_model, d_out = d_hidden), ``layer`` (d_in → d_out) or ``op`` (d_in)."""
+    if form == "block":
+        return create_block(name, d_in, d_out, impl, **hparams)
+    if form == "layer":
+        return create_layer(name, d_in, d_out, impl, **hparams)
+    if form == "op":
+        return create_op(name, d_in, impl, **hparams)
+    raise ValueError(f"unknown form '{form}'; forms: block, layer, op.")
+
+
+def cost(form: str, name: str, d_in: int, d_out: int, **hparams: Any) -> Cost:
+    """Analytic cost of any form (arguments as in :func:`create`)."""
+    if form == "block":
+        return block_cost(name, d_in, d_out, **hparams)
+    if form == "layer":
+        return layer_cost(name, d_in, d_out, **hparams)
+    if form == "op":
+        return op_cost(name, d_in, **hparams)
+    raise ValueError(f"unknown form '{form}'; forms: block, layer, op.")
+
+
+def make_input(name: str, *shape: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random input for variant ``name`` (never zeros: they hide unwritten outputs and wrong indexing)."""
+    kind = get_variant(name).input_kind
+    draw = torch.rand if kind == "unit" else torch.randn
+    return draw(*shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)

@@ -38,8 +38,8 @@ def test_bspline_bases_match_a_naive_cox_de_boor():
     knots = grid[0].tolist()
     xs = torch.linspace(-1.6, 1.6, 97, dtype=torch.float64)  # inside and outside the range
     ours = bspline_bases(xs[:, None], grid, order)[:, 0, :]
-    naive = torch.tensor([[naive_cox_de_boor(x, knots, j, order) for j in range(grid_size + order)] for x in xs.tolist()],
-                         dtype=torch.float64)
+    naive = [[naive_cox_de_boor(x, knots, j, order) for j in range(grid_size + order)] for x in xs.tolist()]
+    naive = torch.tensor(naive, dtype=torch.float64)
     assert torch.allclose(ours, naive, atol=1e-12)
 
 

@@ -102,15 +102,22 @@ class GRKANLayer(nn.Module):
         return self.linear(self.rational(x))
 
 
+def op_cost(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> Cost:
+    return Cost(6 * (1 if shared_numerator else groups) + 4 * groups, 0, RATIONAL_FLOPS * width)
+
+
 def layer_cost(d_in: int, d_out: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> Cost:
-    coefficients = 6 * (1 if shared_numerator else groups) + 4 * groups
-    return Cost(coefficients, 0, RATIONAL_FLOPS * d_in) + linear_cost(d_in, d_out)
+    return op_cost(d_in, groups, init, shared_numerator) + linear_cost(d_in, d_out)
 
 
 def block_cost(d_model: int, d_hidden: int, groups: int = 8, init: str = "swish",
                shared_numerator: bool = True) -> Cost:
     return (layer_cost(d_model, d_hidden, groups, "identity", shared_numerator)
             + layer_cost(d_hidden, d_model, groups, init, shared_numerator))
+
+
+def make_op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> GroupRational:
+    return GroupRational(groups, init, shared_numerator)
 
 
 @register(
@@ -122,6 +129,8 @@ def block_cost(d_model: int, d_hidden: int, groups: int = 8, init: str = "swish"
     validate=validate,
     layer=GRKANLayer,
     layer_cost=layer_cost,
+    op=make_op,
+    op_cost=op_cost,
 )
 class GRKANBlock(nn.Module):
     """The KAT FFN: ``Linear(d_hidden → d_model)(F_init(Linear(d_model → d_hidden)(F_identity(x))))``."""

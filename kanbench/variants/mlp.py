@@ -37,6 +37,15 @@ def block_cost(d_model: int, d_hidden: int, activation: str = "gelu") -> Cost:
     return layer_cost(d_model, d_hidden, activation) + layer_cost(d_hidden, d_model, "none")
 
 
+def make_op(width: int, activation: str = "gelu") -> nn.Module:
+    """The MLP's activation alone (the scale against which GR-KAN's rational op is measured)."""
+    return nn.GELU() if activation == "gelu" else nn.Identity()
+
+
+def op_cost(width: int, activation: str = "gelu") -> Cost:
+    return Cost(0, 0, GELU * width if activation == "gelu" else 0)
+
+
 @register(
     "mlp",
     description="Linear-GELU-Linear transformer FFN (baseline)",
@@ -47,6 +56,8 @@ def block_cost(d_model: int, d_hidden: int, activation: str = "gelu") -> Cost:
     layer=MLPLayer,
     layer_cost=layer_cost,
     last_layer_hparams={"activation": "none"},
+    op=make_op,
+    op_cost=op_cost,
 )
 class MLPBlock(nn.Module):
     """``y = W2 · GELU(W1 x + b1) + b2``, d_model → d_hidden → d_model."""

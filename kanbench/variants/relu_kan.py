@@ -81,6 +81,7 @@ def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
     validate=validate,
     layer=ReLUKANLayer,
     layer_cost=layer_cost,
+    input_kind="unit",
 )
 class ReLUKANBlock(nn.Module):
     """Two ReLU-KAN layers, d_model → d_hidden → d_model."""

@@ -1,0 +1,195 @@
+"""``kanbench run``: parse and check the flags (fail fast, saying what is accepted), record the environment, run
+the sweep, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from kanbench import registry
+from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
+from kanbench.harness.presets import HARNESSES, PRESETS, get_preset
+from kanbench.harness.runner import Runner, make_plan
+
+RESULTS_ROOT = Path("results") / "runs"
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ints(value: str | None, flag: str) -> list[int] | None:
+    items = _split(value)
+    if items is None:
+        return None
+    try:
+        out = [int(v) for v in items]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated positive integers, got '{value}'.") from None
+    if any(v < 1 for v in out):
+        raise ValueError(f"{flag} takes positive integers, got '{value}'.")
+    return out
+
+
+def resolve_variants(value: str) -> list[str]:
+    """``all``, comma-separated names, or glob patterns; an unknown name lists the known ones."""
+    known = registry.list_variants()
+    if value == "all":
+        return known
+    chosen: list[str] = []
+    for item in _split(value) or []:
+        if any(ch in item for ch in "*?["):
+            matched = [n for n in known if fnmatch.fnmatchcase(n, item)]
+            if not matched:
+                raise ValueError(f"--variants pattern '{item}' matches nothing; known variants: {', '.join(known)}.")
+            chosen += matched
+        else:
+            registry.get_variant(item)  # raises with the nearest name
+            chosen.append(item)
+    return list(dict.fromkeys(chosen))
+
+
+def resolve_device(value: str) -> str:
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if value not in ("cpu", "cuda") and not value.startswith("cuda:"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got '{value}'.")
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device here; use --device cpu or auto.")
+    return value
+
+
+def add_run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="measure variants (latency, FLOPs, memory) into a tidy CSV",
+                       description="Measure registered variants. With no flags: every variant, every harness, the "
+                                   "CPU-sized default preset, on the GPU if there is one.")
+    p.add_argument("--variants", default=None, help="all | NAME,NAME | GLOB (default: the preset's variants)")
+    p.add_argument("--harness", default=None, help=f"comma-separated subset of {','.join(HARNESSES)}")
+    p.add_argument("--impl", default=None, help="comma-separated impls (default: every impl of each variant)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--dtype", default=None, help=f"comma-separated subset of {','.join(DTYPES)}")
+    p.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--tokens", default=None, help="comma-separated token counts (overrides the preset's)")
+    p.add_argument("--d-model", default=None, help="comma-separated model widths (overrides the preset's)")
+    p.add_argument("--d-hidden", default=None, type=int, help="hidden width (default: the preset's, else 4·d_model)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {RESULTS_ROOT}/<run_id>)")
+    p.add_argument("--resume", action="store_true", help="skip what --out (or the newest run) already holds")
+    p.add_argument("--seeds", default=1, type=int, help="seeds per configuration (default 1)")
+    p.add_argument("--threads", default=None, type=int, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--cuda-graph", action="store_true", help="add a CUDA-graph latency column (inference modes)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.set_defaults(func=cmd_run)
+
+
+def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    if args.resume:
+        runs = sorted(RESULTS_ROOT.glob("*/results.csv"), key=lambda p: p.stat().st_mtime)
+        if runs:
+            return runs[-1].parent
+    return RESULTS_ROOT / run_id
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    preset = get_preset(args.preset)
+    variants = resolve_variants(args.variants) if args.variants else registry.list_variants(list(preset.variants))
+    harnesses = _split(args.harness) or list(preset.harnesses)
+    for h in harnesses:
+        if h == "accuracy":
+            console.print("[yellow]accuracy harness: not available yet in this version; running the others.[/]")
+        elif h not in HARNESSES:
+            raise ValueError(f"unknown harness '{h}'; harnesses: {', '.join(HARNESSES)}.")
+    harnesses = [h for h in harnesses if h != "accuracy"]
+    dtypes = _split(args.dtype) or list(preset.dtypes)
+    for d in dtypes:
+        if d not in DTYPES:
+            raise ValueError(f"unknown dtype '{d}'; dtypes: {', '.join(DTYPES)}.")
+    impls = _split(args.impl)
+    if impls:
+        known_impls = {i for v in variants for i in registry.get_variant(v).impls}
+        for impl in impls:
+            if impl not in known_impls:
+                raise registry.UnknownNameError(registry.unknown_name_message("impl", impl, known_impls))
+    device = resolve_device(args.device)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
+                     _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds, threads,
+                     args.cuda_graph)
+    if not plan.items:
+        raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
+    for config, _ in plan.items:  # impossible shapes fail here, before anything runs
+        spec = registry.get_variant(config.variant)
+        hp = spec.hparams(config.hparams)
+        if config.form == "block":
+            spec.validate_block(config.d_model, config.d_hidden, hp)
+        else:
+            spec.validate(config.d_model, config.d_hidden, **hp)
+
+    run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
+    out_dir = _out_dir(args, run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.resume and (out_dir / "env.json").exists():
+        run_id = out_dir.name
+    started = time.perf_counter()
+    env = environment(device, sys.argv[1:] if args.command == "run" else None)
+    env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
+                "threads": threads})
+    console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
+                  f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
+    env["ceilings"] = measure_ceilings(device, dtypes)
+    write_env(out_dir / "env.json", env)
+    runner = Runner(plan, out_dir, run_id, env["ceilings"], args.resume)
+    try:
+        skipped = runner.run(progress=not args.no_progress)
+    except KeyboardInterrupt:
+        runner.close()
+        console.print(f"[yellow]interrupted: the rows so far are in {out_dir / 'results.csv'}; continue with "
+                      f"--resume --out {out_dir}[/]")
+        return 130
+    env["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_env(out_dir / "env.json", env)
+    if skipped:
+        console.print(f"resumed: {skipped} units already done were skipped")
+    print_summary(out_dir / "results.csv", console)
+    console.print(f"done in {env['wall_seconds']} s: {out_dir / 'results.csv'}, env.json, samples.csv")
+    return 0
+
+
+def print_summary(csv_path: Path, console: Console) -> None:
+    df = pd.read_csv(csv_path, keep_default_na=False)
+    lat = df[(df.harness == "latency") & (df.metric == "latency")]
+    table = Table(title="latency (ms): median [p20–p80]; failures show their status")
+    for col in ("variant", "impl", "dtype", "tokens", "d_model", "mode", "median", "p20–p80", "over floor",
+                "status"):
+        table.add_column(col)
+    keys = ["variant", "impl", "dtype", "tokens", "d_model", "mode"]
+    for key, group in lat.groupby(keys, sort=True):
+        stats = {r.stat: r.value for r in group.itertuples()}
+        status = ",".join(sorted(set(group.status)))
+        over = df[(df.metric == "over_floor") & (df[keys] == pd.Series(dict(zip(keys, key, strict=True)))).all(1)]
+        if status == "ok":
+            median = f"{float(stats['median']):.4g}"
+            spread = f"{float(stats['p20']):.4g}–{float(stats['p80']):.4g}"
+        else:
+            median, spread = "-", group.message.iloc[0][:60]
+        over_txt = f"{float(over.value.iloc[0]):.1f}×" if len(over) and over.value.iloc[0] != "" else "-"
+        table.add_row(*[str(k) for k in key], median, spread, over_txt, status)
+    console.print(table)
+    failed = df[(df.status != "ok") & (df.harness != "latency")]
+    if len(failed):
+        console.print(f"[yellow]{len(failed)} non-latency rows with status != ok:[/]")
+        for r in failed.head(10).itertuples():
+            console.print(f"  {r.harness} {r.variant}/{r.impl} {r.mode} {r.metric}: {r.status} {r.message[:100]}")

@@ -1,0 +1,136 @@
+"""The environment record (env.json) and the device's measured ceilings: copy bandwidth and matmul rate, measured
+once per run so that every time can stand beside its physical floor."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return None
+
+
+def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """What a reader needs to reproduce a figure: device, software versions, threads, commit and the command."""
+    env: dict[str, Any] = {
+        "device": device,
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "triton": _version("triton"),
+        "numpy": _version("numpy"),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+        "command": shlex.join(["kanbench", *(argv if argv is not None else sys.argv[1:])]),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if torch.device(device).type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update({
+            "gpu": props.name,
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "gpu_multiprocessors": props.multi_processor_count,
+            "cuda": torch.version.cuda,
+            "driver": _nvidia_driver(),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        })
+    return env
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _time_cuda(fn, repeats: int = 10) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(repeats):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def _time_cpu(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def measure_ceilings(device: str, dtypes: list[str]) -> dict[str, float]:
+    """Copy bandwidth (bytes read + written per second) and matmul FLOP/s per dtype, on random data."""
+    is_cuda = torch.device(device).type == "cuda"
+    timer = _time_cuda if is_cuda else _time_cpu
+    n_bytes = (1 << 30) if is_cuda else (1 << 27)  # 1 GiB on a GPU (far beyond L2), 128 MiB on a CPU
+    src = torch.randn(n_bytes // 4, device=device)
+    dst = torch.empty_like(src)
+    seconds = timer(lambda: dst.copy_(src))
+    ceilings = {"copy_bandwidth_Bps": 2 * n_bytes / seconds}
+    n = 8192 if is_cuda else 1024
+    for name in dtypes:
+        dtype = DTYPES[name]
+        if not is_cuda and dtype in (torch.float16,):
+            continue
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        seconds = timer(lambda a=a, b=b: a @ b)
+        ceilings[f"matmul_{name}_flops_per_s"] = 2 * n**3 / seconds
+    return ceilings
+
+
+def write_env(path: Path, env: dict[str, Any]) -> None:
+    path.write_text(json.dumps(env, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,92 @@
+"""Named sweeps for ``kanbench run --preset NAME``.
+
+A preset fixes the form (block or op), the shapes, dtypes and modes; the command line may override the variants,
+tokens, widths, dtypes and harnesses. ``default`` is CPU-sized so every harness for all variants finishes in about
+a minute on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+HARNESSES = ("latency", "flops", "memory")
+MODES = ("fwd_no_grad", "fwd_bwd", "decode")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    form: str = "block"  # block | op
+    variants: tuple[str, ...] = ("*",)
+    tokens: tuple[int, ...] = (256,)
+    decode_tokens: tuple[int, ...] = ()  # token counts for the decode mode (few tokens, weights rotated)
+    d_model: tuple[int, ...] = (128,)
+    d_hidden: int | None = None  # None: 4·d_model
+    hidden_by_variant: dict[str, int] = field(default_factory=dict)
+    hparams_by_variant: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dtypes: tuple[str, ...] = ("fp32",)
+    modes: tuple[str, ...] = ("fwd_no_grad", "fwd_bwd")
+    harnesses: tuple[str, ...] = HARNESSES
+    cpu_min_run_time: float = 0.2  # seconds per CPU latency measurement (torch.utils.benchmark)
+    cuda_samples: int = 100
+    weight_copies: int = 8  # decode: rotate over this many copies so weights are not cache-resident
+
+    def hidden(self, variant: str, d_model: int) -> int:
+        if variant in self.hidden_by_variant:
+            return self.hidden_by_variant[variant]
+        return self.d_hidden if self.d_hidden is not None else 4 * d_model
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "default",
+            "CPU-sized smoke of every variant and harness: 128 → 512 → 128, 256 tokens (+ decode at 1 token), fp32",
+            tokens=(256,),
+            decode_tokens=(1,),
+            d_model=(128,),
+            modes=("fwd_no_grad", "fwd_bwd", "decode"),
+            cpu_min_run_time=0.1,
+            weight_copies=2,
+        ),
+        Preset(
+            "ffn-768",
+            "the ViT-B/GPT-2 FFN 768 → 3072 → 768 at 512..16384 tokens, fp32 and bf16",
+            tokens=(512, 2048, 8192, 16384),
+            d_model=(768,),
+            dtypes=("fp32", "bf16"),
+        ),
+        Preset(
+            "kat-b",
+            "the activation alone (GR-KAN's rational vs the MLP's GELU) on KAT-B's (64, 197, 768) and "
+            "(64, 197, 3072), fp32 and bf16",
+            form="op",
+            variants=("grkan", "mlp"),
+            tokens=(64 * 197,),
+            d_model=(768, 3072),
+            dtypes=("fp32", "bf16"),
+        ),
+        Preset(
+            "decode-gemma2b",
+            "Gemma-2-2B-sized FFN decode, bf16, batch 1..64: Spark (d_ff 13824, k 8 %, r 1024) vs the dense gated "
+            "FFN (9216, same parameters) and the dense ungated one (13824)",
+            variants=("spark_ffn", "glu", "mlp"),
+            tokens=(),
+            decode_tokens=(1, 2, 4, 8, 16, 32, 64),
+            d_model=(2304,),
+            hidden_by_variant={"spark_ffn": 13824, "glu": 9216, "mlp": 13824},
+            hparams_by_variant={"spark_ffn": {"r": 1024}, "glu": {"activation": "gelu"}},
+            dtypes=("bf16",),
+            modes=("decode",),
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}'; presets: {', '.join(PRESETS)}.")
+    return PRESETS[name]

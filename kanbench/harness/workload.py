@@ -1,0 +1,71 @@
+"""Turn a configuration into a module, a random input and the callable each mode times."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kanbench import registry
+from kanbench.harness.env import DTYPES
+from kanbench.harness.results import Config
+
+
+def build(config: Config, impl: str | None = None) -> nn.Module:
+    """The configuration's module in its dtype on its device, seeded by the configuration's seed."""
+    torch.manual_seed(config.seed)
+    module = registry.create(config.form, config.variant, config.d_model, config.d_hidden,
+                             impl or config.impl, **config.hparams)
+    return module.to(device=config.device, dtype=DTYPES[config.dtype])
+
+
+def sample_input(config: Config, seed_offset: int = 0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + seed_offset + 1)
+    return registry.make_input(config.variant, config.tokens, config.d_model,
+                               dtype=dtype or DTYPES[config.dtype], device=config.device, generator=generator)
+
+
+def output_width(config: Config) -> int:
+    return config.d_hidden if config.form == "layer" else config.d_model
+
+
+@dataclass
+class Workload:
+    """A ready-to-time call: ``fn()`` runs one forward (and backward) of the configuration."""
+
+    fn: Callable[[], object]
+    modules: list[nn.Module]
+    x: torch.Tensor
+
+
+def workload(config: Config, mode: str, module: nn.Module, copies: int = 1) -> Workload:
+    """``fwd_no_grad``: inference forward. ``fwd_bwd``: forward then backward of a fixed random upstream gradient
+    into the input and every parameter (grads set to None first, as an optimizer's zero_grad does). ``decode``:
+    inference forward over ``copies`` weight copies in turn, so the weights are not cache-resident between calls."""
+    x = sample_input(config)
+    if mode == "fwd_bwd":
+        x.requires_grad_(True)
+        upstream = torch.randn(config.tokens, output_width(config), device=config.device,
+                               dtype=DTYPES[config.dtype])
+
+        def fn() -> object:
+            module.zero_grad(set_to_none=True)
+            x.grad = None
+            y = module(x)
+            y.backward(upstream)
+            return y
+
+        return Workload(fn, [module], x)
+    modules = [module] + [copy.deepcopy(module) for _ in range(max(copies, 1) - 1)]
+    state = {"i": 0}
+
+    def fn() -> object:
+        with torch.no_grad():
+            m = modules[state["i"] % len(modules)]
+            state["i"] += 1
+            return m(x)
+
+    return Workload(fn, modules, x)
