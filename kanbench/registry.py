@@ -161,6 +161,12 @@ def register_impl(variant: str, impl: Impl) -> None:
     spec.impls[impl.name] = impl
 
 
+def unregister_impl(variant: str, impl: str) -> None:
+    """Remove a non-reference impl (used by tests that register throw-away impls)."""
+    if impl != "reference":
+        _REGISTRY[variant].impls.pop(impl, None)
+
+
 def unregister(name: str) -> None:
     """Remove a variant (used by tests that register throw-away variants)."""
     _REGISTRY.pop(name, None)

@@ -7,32 +7,31 @@ import pytest
 import torch
 
 from kanbench.harness.flop_counter import count_flops
-from kanbench.registry import block_cost, create_block, create_layer, get_variant, layer_cost, list_variants
+from kanbench.registry import cost as registry_cost
+from kanbench.registry import create, get_variant, list_variants, make_input
 
 VARIANTS = list_variants()
-LAYER_VARIANTS = [n for n in VARIANTS if get_variant(n).layer is not None]
 D_MODEL, D_HIDDEN = 16, 32  # divisible by GR-KAN's 8 groups; k = 3 of 32 for Spark
 
 
 def build(form, name, d_in, d_out, **hp):
-    return create_block(name, d_in, d_out, **hp) if form == "block" else create_layer(name, d_in, d_out, **hp)
+    return create(form, name, d_in, d_out, **hp)
 
 
 def cost(form, name, d_in, d_out, **hp):
-    return block_cost(name, d_in, d_out, **hp) if form == "block" else layer_cost(name, d_in, d_out, **hp)
+    return registry_cost(form, name, d_in, d_out, **hp)
 
 
 def out_width(form, d_in, d_out):
-    return d_in if form == "block" else d_out
+    return d_out if form == "layer" else d_in
 
 
-FORMS = [("block", n) for n in VARIANTS] + [("layer", n) for n in LAYER_VARIANTS]
+FORMS = [(form, n) for n in VARIANTS for form in get_variant(n).forms]
 
 
 def inputs(name, *shape, dtype=torch.float32):
-    # ReLU-KAN's bumps cover [-k/G, 1 + k/G]: keep its inputs there; others get standard normals.
-    x = torch.rand(*shape, dtype=dtype) if name == "relu_kan" else torch.randn(*shape, dtype=dtype)
-    return x
+    # ReLU-KAN's bumps cover [-k/G, 1 + k/G]: its inputs are U[0, 1]; the others' N(0, 1).
+    return make_input(name, *shape, dtype=dtype)
 
 
 @pytest.mark.parametrize(("form", "name"), FORMS)
@@ -47,7 +46,7 @@ def test_output_shape_over_leading_shapes(form, name, lead):
 
 @pytest.mark.parametrize(("form", "name"), FORMS)
 def test_leading_shape_does_not_change_the_values(form, name):
-    hp = {"func_norm": "sample"} if name == "af_kan" else {}  # 'batch' norm mixes tokens by design
+    hp = {"func_norm": "sample"} if name == "af_kan" else {}  # 'batch' min-max mixes tokens by design
     torch.manual_seed(0)
     module = build(form, name, D_MODEL, D_HIDDEN, **hp)
     x = inputs(name, 2, 3, D_MODEL)

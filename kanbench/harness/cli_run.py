@@ -171,7 +171,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def print_summary(csv_path: Path, console: Console) -> None:
     df = pd.read_csv(csv_path, keep_default_na=False)
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
-    table = Table(title="latency (ms): median [p20–p80]; failures show their status")
+    table = Table(title="latency (ms): median, p20–p80 spread; failures show their status")
     for col in ("variant", "impl", "dtype", "tokens", "d_model", "mode", "median", "p20–p80", "over floor",
                 "status"):
         table.add_column(col)
@@ -179,7 +179,7 @@ def print_summary(csv_path: Path, console: Console) -> None:
     for key, group in lat.groupby(keys, sort=True):
         stats = {r.stat: r.value for r in group.itertuples()}
         status = ",".join(sorted(set(group.status)))
-        over = df[(df.metric == "over_floor") & (df[keys] == pd.Series(dict(zip(keys, key, strict=True)))).all(1)]
+        over = df[(df.metric == "over_floor") & (df[keys] == pd.Series(dict(zip(keys, key, strict=True)))).all(axis=1)]
         if status == "ok":
             median = f"{float(stats['median']):.4g}"
             spread = f"{float(stats['p20']):.4g}–{float(stats['p80']):.4g}"

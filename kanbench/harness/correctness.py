@@ -25,7 +25,7 @@ class GateResult:
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    value, reference = value.double(), reference.double()
+    value, reference = value.detach().double(), reference.detach().double()
     if not torch.isfinite(value).all():
         return float("inf")
     return float((value - reference).norm() / reference.norm().clamp_min(1e-30))

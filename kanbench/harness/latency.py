@@ -35,16 +35,22 @@ def _l2_flush_buffer(device: torch.device) -> torch.Tensor:
     return torch.empty(2 * l2 // 4, dtype=torch.float32, device=device)  # twice the L2, rewritten per call
 
 
-def time_cuda(fn: Callable[[], object], samples: int, warmup_ms: float = 25.0, flush: bool = True) -> Timing:
-    """Events around each call; the L2 is flushed (outside the events) before every call."""
+def time_cuda(fn: Callable[[], object], samples: int, warmup_ms: float = 25.0, flush: bool = True,
+              budget_s: float = 2.0) -> Timing:
+    """Events around each call; the L2 is flushed (outside the events) before every call. Up to ``samples``
+    samples, fewer (at least 10) where one call is so slow that they would take more than ``budget_s``."""
     device = torch.device("cuda", torch.cuda.current_device())
     cache = _l2_flush_buffer(device) if flush else None
     fn()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    while (time.perf_counter() - t0) * 1e3 < warmup_ms:
+    calls = 0
+    while (time.perf_counter() - t0) * 1e3 < warmup_ms or calls < 2:
         fn()
         torch.cuda.synchronize()
+        calls += 1
+    per_call = (time.perf_counter() - t0) / calls
+    samples = max(10, min(samples, int(budget_s / per_call)))
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(samples)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(samples)]
     for start, end in zip(starts, ends, strict=True):

@@ -1,0 +1,189 @@
+"""`kanbench run`: CSV schema, resume, failure rows, the correctness gate, timing sanity, FLOP and memory counts,
+and the messages for bad flags."""
+
+import csv
+import time
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from kanbench import registry
+from kanbench.cli import main
+from kanbench.costs import GELU, Cost
+from kanbench.harness.memory import saved_for_backward_bytes
+from kanbench.harness.results import COLUMNS
+from kanbench.variants.mlp import MLPBlock
+
+FAST = ["--no-progress", "--tokens", "8", "--d-model", "16", "--d-hidden", "32"]
+
+
+def run(tmp_path, *args):
+    out = tmp_path / "run"
+    code = main(["run", "--out", str(out), *FAST, *args])
+    df = pd.read_csv(out / "results.csv", keep_default_na=False) if (out / "results.csv").exists() else None
+    return code, df, out
+
+
+class Raises(nn.Module):
+    def __init__(self, d_model, d_hidden, error="oom"):
+        super().__init__()
+        self.linear = nn.Linear(d_model, d_model)
+        self.error = error
+
+    def forward(self, x):
+        if self.error == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB (test)")
+        if self.error == "nan":
+            return self.linear(x) * float("nan")
+        raise RuntimeError("kernel launch failed (test)")
+
+
+class Sleeps(nn.Module):
+    def __init__(self, d_model, d_hidden, ms=20.0):
+        super().__init__()
+        self.seconds = ms / 1e3
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return x * 1.0
+
+
+@pytest.fixture
+def test_variants():
+    def reg(name, cls, defaults):
+        registry.register(name, description="test", paper="test", block_cost=lambda d, h, **hp: Cost(0, 0, 0),
+                          defaults=defaults, validate=lambda d, h, **hp: None)(cls)
+
+    reg("test_raises", Raises, {"error": "oom"})
+    reg("test_sleeps", Sleeps, {"ms": 20.0})
+
+    class WrongMLP(MLPBlock):
+        def forward(self, x):
+            return super().forward(x) * 1.01  # 1 % off: must be caught by the gate
+
+    registry.register_impl("mlp", registry.Impl("wrong", block=WrongMLP))
+    yield
+    registry.unregister("test_raises")
+    registry.unregister("test_sleeps")
+    registry.unregister_impl("mlp", "wrong")
+
+
+def test_csv_has_the_documented_schema_and_env_json(tmp_path):
+    code, df, out = run(tmp_path, "--variants", "mlp,grkan")
+    assert code == 0
+    with (out / "results.csv").open() as f:
+        assert next(csv.reader(f)) == COLUMNS
+    assert set(df.status) == {"ok"}
+    assert set(df.harness) == {"correctness", "latency", "flops", "memory"}
+    assert set(df.variant) == {"mlp", "grkan"}
+    env = pd.read_json(out / "env.json", typ="series")
+    for key in ("device", "cpu", "torch_threads", "python", "torch", "triton", "git_commit", "command", "ceilings"):
+        assert key in env
+    samples = pd.read_csv(out / "samples.csv")
+    medians = df[(df.metric == "latency") & (df.stat == "median")]
+    assert len(samples) >= 2 * len(medians)  # every sample kept, several per configuration
+
+
+def test_resume_skips_what_is_done_and_completes_an_interrupted_run(tmp_path):
+    code, full, out = run(tmp_path, "--variants", "mlp,glu")
+    assert code == 0
+    lines = (out / "results.csv").read_text().splitlines()
+    cut = len(lines) // 2
+    (out / "results.csv").write_text("\n".join(lines[:cut]) + "\n")  # as if interrupted mid-way
+    code, resumed, _ = run(tmp_path, "--variants", "mlp,glu", "--resume")
+    assert code == 0
+    key = ["variant", "harness", "mode", "metric", "stat"]
+    assert sorted(map(tuple, resumed[key].values.tolist())) == sorted(map(tuple, full[key].values.tolist()))
+    code, again, _ = run(tmp_path, "--variants", "mlp,glu", "--resume")
+    assert len(again) == len(resumed)  # nothing left to do: nothing appended
+
+
+@pytest.mark.parametrize(("error", "status", "text"), [("oom", "oom", "out of memory"),
+                                                       ("nan", "error", "non-finite"),
+                                                       ("launch", "error", "kernel launch failed")])
+def test_a_failing_configuration_becomes_a_row_and_the_sweep_goes_on(tmp_path, test_variants, error, status, text):
+    registry.get_variant("test_raises").defaults["error"] = error
+    code, df, _ = run(tmp_path, "--variants", "test_raises,mlp", "--impl", "reference", "--harness", "latency")
+    assert code == 0
+    failed = df[(df.variant == "test_raises") & (df.harness == "latency")]
+    assert len(failed) and set(failed.status) == {status}
+    assert all(text in m for m in failed.message)
+    mlp = df[(df.variant == "mlp") & (df.metric == "latency") & (df.stat == "median")]
+    assert len(mlp) == 3 and set(mlp.status) == {"ok"}  # the sweep went on
+
+
+def test_the_gate_catches_a_wrong_impl_and_does_not_time_it(tmp_path, test_variants):
+    code, df, _ = run(tmp_path, "--variants", "mlp", "--impl", "reference,wrong", "--harness", "latency")
+    assert code == 0
+    wrong = df[df.impl == "wrong"]
+    gate = wrong[wrong.harness == "correctness"]
+    assert len(gate) == 2 and set(gate.status) == {"mismatch"}  # one gate per configuration (8 tokens, decode 1)
+    assert (gate.value.astype(float) > 1e-3).all()
+    timed = wrong[wrong.harness == "latency"]
+    assert set(timed.status) == {"mismatch"} and (timed.value == "").all()
+    ref = df[(df.impl == "reference") & (df.harness == "latency") & (df.stat == "median")]
+    assert set(ref.status) == {"ok"}
+
+
+def test_timing_of_an_operation_of_known_cost(tmp_path, test_variants):
+    code, df, _ = run(tmp_path, "--variants", "test_sleeps", "--harness", "latency", "--threads", "1")
+    assert code == 0
+    medians = df[(df.metric == "latency") & (df.stat == "median")]
+    assert len(medians) == 3
+    for value in medians.value.astype(float):
+        assert 20.0 <= value < 24.0, value
+
+
+def test_mlp_flops_equal_the_textbook_count_exactly(tmp_path):
+    n, d, h = 8, 16, 32
+    code, df, _ = run(tmp_path, "--variants", "mlp", "--harness", "flops")
+    assert code == 0
+    fwd = df[(df["mode"] == "fwd_no_grad")].set_index("metric").value.astype(float)
+    assert fwd["flops_matmul"] == 2 * n * 2 * d * h
+    assert fwd["flops_matmul_elementwise"] == 2 * n * 2 * d * h + n * (GELU * h + h + d)  # + GELU and bias adds
+    assert fwd["flops_analytic"] == fwd["flops_matmul_elementwise"]
+    assert fwd["flops_fvcore"] == n * 2 * d * h  # 1 MAC = 1 flop, elementwise ignored
+    bwd = df[(df["mode"] == "fwd_bwd")].set_index("metric").value.astype(float)
+    assert bwd["flops_matmul"] == 3 * 2 * n * 2 * d * h
+
+
+def test_spark_flops_have_an_effective_column_and_the_active_fraction(tmp_path):
+    code, df, _ = run(tmp_path, "--variants", "spark_ffn", "--harness", "flops", "--d-hidden", "256",
+                      "--tokens", "64")
+    fwd = df[df["mode"] == "fwd_no_grad"].set_index("metric").value.astype(float)
+    assert 0.04 < fwd["active_fraction"] < 0.12
+    assert fwd["flops_effective"] < fwd["flops_matmul"]
+
+
+def test_saved_for_backward_bytes_of_mlp_match_a_hand_count():
+    n, d, h = 8, 16, 32
+    block = MLPBlock(d, h)
+    # x for the first Linear, the pre-activation for GELU, the activation for the second Linear; float32
+    assert saved_for_backward_bytes(block, torch.randn(n, d)) == 4 * n * (d + h + h)
+
+
+def test_memory_rows_on_cpu(tmp_path):
+    code, df, _ = run(tmp_path, "--variants", "mlp", "--harness", "memory")
+    rows = df.set_index(["mode", "metric"]).value
+    assert int(rows[("fwd_bwd", "saved_for_backward")]) == 4 * 8 * (16 + 32 + 32)
+    assert int(rows[("fwd_no_grad", "param_bytes")]) == 4 * (2 * 16 * 32 + 32 + 16)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--variants", "grkn"], "Did you mean 'grkan'?"),
+    (["--variants", "zzz*"], "matches nothing; known variants: af_kan"),
+    (["--dtype", "fp8"], "unknown dtype 'fp8'; dtypes: fp32, bf16, fp16, fp64"),
+    (["--preset", "huge"], "unknown preset 'huge'; presets: default, ffn-768, kat-b, decode-gemma2b"),
+    (["--harness", "speed"], "unknown harness 'speed'; harnesses: latency, flops, memory"),
+    (["--tokens", "0"], "--tokens takes positive integers"),
+    (["--impl", "tritn"], "unknown impl 'tritn'"),
+    (["--variants", "grkan", "--d-model", "100"], "width 100 is not divisible by groups=8"),
+])
+def test_bad_flags_fail_fast_with_a_message(tmp_path, capsys, args, message):
+    out = tmp_path / "bad"
+    code = main(["run", "--out", str(out), "--no-progress", *args])
+    assert code == 2
+    assert message in " ".join(capsys.readouterr().out.split())
+    assert not (out / "results.csv").exists()  # nothing ran
