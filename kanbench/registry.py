@@ -107,6 +107,11 @@ class VariantSpec:
             raise UnknownNameError(unknown_name_message(f"impl of '{self.name}'", name, self.impls))
         return self.impls[name]
 
+    def impl_names(self) -> list[str]:
+        """Every registered impl of this variant, kernels included."""
+        _load_kernels()
+        return list(self.impls)
+
     def usable_impls(self, device: str = "cpu") -> list[str]:
         _load_kernels()
         return [name for name, impl in self.impls.items() if impl.why_not(device) is None]

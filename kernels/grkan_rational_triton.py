@@ -16,6 +16,8 @@ coefficient gradients.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -138,6 +140,12 @@ def _blocks(D: int) -> tuple[int, int]:
 
 
 def _check(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> int:
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    if x.device.type != "cuda" and not (interpreted and x.device.type == "cpu"):
+        # a launch with pointers that are not device memory (meta, or CPU tensors on a GPU build) would corrupt
+        # the CUDA context instead of failing here
+        raise ValueError(f"grkan triton: tensors must be on a CUDA device (or on the CPU under TRITON_INTERPRET=1), "
+                         f"got {x.device.type}.")
     groups = denominator.shape[0]
     D = x.shape[-1]
     if D % groups:

@@ -102,6 +102,11 @@ def test_output_is_fully_written():
     assert torch.allclose(y, rational(x, a, b), atol=1e-5)
 
 
+def test_tensors_off_the_device_are_rejected_before_any_launch():
+    with pytest.raises(ValueError, match="tensors must be on a CUDA device"):
+        rational_triton(torch.randn(2, 16, device="meta"), torch.zeros(1, 6), torch.ones(8, 4))
+
+
 def test_width_not_divisible_by_groups_is_rejected():
     with pytest.raises(ValueError, match="width 30 is not divisible by groups=8"):
         rational_triton(torch.randn(2, 30), torch.zeros(1, 6), torch.ones(8, 4))

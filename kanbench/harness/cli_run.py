@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             raise ValueError(f"unknown dtype '{d}'; dtypes: {', '.join(DTYPES)}.")
     impls = _split(args.impl)
     if impls:
-        known_impls = {i for v in variants for i in registry.get_variant(v).impls}
+        known_impls = {i for v in variants for i in registry.get_variant(v).impl_names()}
         for impl in impls:
             if impl not in known_impls:
                 raise registry.UnknownNameError(registry.unknown_name_message("impl", impl, known_impls))

@@ -18,22 +18,32 @@ import warnings
 import torch
 
 from kanbench import registry
+from kanbench.harness.env import DTYPES
 from kanbench.harness.flop_counter import CountedFlops, count_flops
 from kanbench.harness.results import Config
-from kanbench.harness.workload import sample_input
+from kanbench.harness.workload import build, sample_input
 from kanbench.variants.spark_ffn import effective_flops
 
 
 def counted(config: Config, module: torch.nn.Module, backward: bool) -> CountedFlops:
     """Count on the meta device (no arithmetic runs, so any size is free); fall back to the real device for
-    modules that cannot run on meta (custom kernels)."""
+    modules that cannot run on meta."""
     try:
         meta = copy.deepcopy(module).to("meta")
-        x = torch.empty(config.tokens, config.d_model, device="meta", dtype=next(meta.parameters()).dtype
-                        if any(True for _ in meta.parameters()) else torch.float32)
+        x = torch.empty(config.tokens, config.d_model, device="meta", dtype=DTYPES[config.dtype])
         return count_flops(meta, x, backward=backward)
     except (NotImplementedError, RuntimeError):
         return count_flops(module, sample_input(config), backward=backward)
+
+
+def counting_module(config: Config, module: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """The module whose dispatched ops are counted. A fused kernel is invisible to the dispatcher, so a kernel impl
+    is counted through its reference, which computes the same math (the correctness gate checks that)."""
+    if config.impl == "reference":
+        return module, ""
+    reference = build(config, impl="reference")
+    reference.load_state_dict(module.state_dict())
+    return reference, "; counted on the reference (same math as the kernel)"
 
 
 def fvcore_flops(config: Config, module: torch.nn.Module) -> float | None:
@@ -65,18 +75,19 @@ def flop_metrics(config: Config, module: torch.nn.Module, mode: str) -> list[tup
     backward = mode == "fwd_bwd"
     n = config.tokens
     analytic = registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
+    module, how = counting_module(config, module)
     count = counted(config, module, backward)
+    assumed = "assumed 1/elem: " + ",".join(sorted(count.assumed_ops)) if count.assumed_ops else ""
     out: list[tuple[str, float | None, str, str]] = [
-        ("flops_matmul", count.matmul, "FLOP", "FlopCounterMode"),
-        ("flops_matmul_elementwise", count.total, "FLOP",
-         "assumed 1/elem: " + ",".join(sorted(count.assumed_ops)) if count.assumed_ops else "kanbench convention"),
+        ("flops_matmul", count.matmul, "FLOP", "FlopCounterMode" + how),
+        ("flops_matmul_elementwise", count.total, "FLOP", (assumed or "kanbench convention") + how),
         ("flops_analytic", n * (analytic.fwd_bwd_flops if backward else analytic.fwd_flops), "FLOP",
          "formula; backward = 2x forward" if backward else "formula"),
     ]
     if not backward:
         value = fvcore_flops(config, module)
         out.append(("flops_fvcore", value, "fvcore-flop (1 MAC)",
-                    "fvcore cross-check" if value is not None else "fvcore not installed"))
+                    "fvcore cross-check" + how if value is not None else "fvcore not installed"))
     if config.variant == "spark_ffn" and config.form == "block":
         fraction = measure_active_fraction(config, module)
         effective = n * effective_flops(config.d_model, config.d_hidden, fraction, module.r)

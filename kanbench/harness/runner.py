@@ -58,7 +58,7 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
         spec = registry.get_variant(variant)
         if preset.form not in spec.forms:
             continue
-        variant_impls = impls if impls is not None else list(spec.impls)
+        variant_impls = [i for i in (impls if impls is not None else spec.impl_names()) if i in spec.impl_names()]
         for impl in variant_impls:
             for dtype in dtypes:
                 for d_model in d_models or list(preset.d_model):
@@ -158,7 +158,7 @@ class Runner:
                                      params * size)
         n_bytes = x_bytes + y_bytes + p_bytes  # read x and the weights, write y
         if mode == "fwd_bwd":
-            n_bytes += x_bytes + 2 * y_bytes + x_bytes + 2 * p_bytes  # read x, dy (and y), write dx; read W, write dW
+            n_bytes += 2 * x_bytes + y_bytes + 2 * p_bytes  # read x and dy, write dx; read W, write dW
         cost = registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
         n_flops = config.tokens * (cost.fwd_bwd_flops if mode == "fwd_bwd" else cost.fwd_flops)
         rows = []
@@ -221,7 +221,10 @@ class Runner:
         except Exception as err:  # noqa: BLE001 - any failure of one configuration becomes a row, the sweep goes on
             self._modules.clear()
             if config.device.startswith("cuda"):
-                torch.cuda.empty_cache()
+                try:
+                    torch.cuda.empty_cache()
+                except Exception:  # noqa: BLE001 - a dead CUDA context fails here too; the row already says why
+                    pass
             return [row(config, self.run_id, harness, mode, harness, None, "", status=_status_of(err),
                         message=_describe(err))]
         return rows
