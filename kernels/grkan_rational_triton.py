@@ -26,6 +26,25 @@ N_TERMS = 10  # 6 numerator + 4 denominator partial sums per channel
 
 
 @triton.jit
+def _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
+    """Each channel's numerator a0..a5 and |b0|..|b3| as fp32 row vectors (coefficients in any float dtype)."""
+    group = cols // group_width
+    a_base = a_ptr + group * a_stride_group  # stride 0 when the numerator is shared by all groups
+    b_base = b_ptr + group * 4
+    a0 = tl.load(a_base + 0, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    a1 = tl.load(a_base + 1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    a2 = tl.load(a_base + 2, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    a3 = tl.load(a_base + 3, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    a4 = tl.load(a_base + 4, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    a5 = tl.load(a_base + 5, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    b0 = tl.abs(tl.load(b_base + 0, mask=col_ok, other=0.0).to(tl.float32))[None, :]
+    b1 = tl.abs(tl.load(b_base + 1, mask=col_ok, other=0.0).to(tl.float32))[None, :]
+    b2 = tl.abs(tl.load(b_base + 2, mask=col_ok, other=0.0).to(tl.float32))[None, :]
+    b3 = tl.abs(tl.load(b_base + 3, mask=col_ok, other=0.0).to(tl.float32))[None, :]
+    return a0, a1, a2, a3, a4, a5, b0, b1, b2, b3
+
+
+@triton.jit
 def _rational_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, N, D, group_width, a_stride_group,
                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     pid_n = tl.program_id(0)
@@ -36,18 +55,7 @@ def _rational_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, N, D, group_width, a_stride
     mask = (rows[:, None] < N) & col_ok[None, :]
     offsets = rows[:, None].to(tl.int64) * D + cols[None, :]
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    group = cols // group_width
-    a_base = a_ptr + group * a_stride_group  # stride 0 when the numerator is shared by all groups
-    a0 = tl.load(a_base + 0, mask=col_ok, other=0.0)[None, :]
-    a1 = tl.load(a_base + 1, mask=col_ok, other=0.0)[None, :]
-    a2 = tl.load(a_base + 2, mask=col_ok, other=0.0)[None, :]
-    a3 = tl.load(a_base + 3, mask=col_ok, other=0.0)[None, :]
-    a4 = tl.load(a_base + 4, mask=col_ok, other=0.0)[None, :]
-    a5 = tl.load(a_base + 5, mask=col_ok, other=0.0)[None, :]
-    b0 = tl.abs(tl.load(b_ptr + group * 4 + 0, mask=col_ok, other=0.0))[None, :]
-    b1 = tl.abs(tl.load(b_ptr + group * 4 + 1, mask=col_ok, other=0.0))[None, :]
-    b2 = tl.abs(tl.load(b_ptr + group * 4 + 2, mask=col_ok, other=0.0))[None, :]
-    b3 = tl.abs(tl.load(b_ptr + group * 4 + 3, mask=col_ok, other=0.0))[None, :]
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
     ax = tl.abs(x)
     p = a0 + x * (a1 + x * (a2 + x * (a3 + x * (a4 + x * a5))))
     q = 1.0 + ax * (b0 + ax * (b1 + ax * (b2 + ax * b3)))
@@ -62,18 +70,7 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
     n_row_programs = tl.num_programs(0)
     cols = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < D
-    group = cols // group_width
-    a_base = a_ptr + group * a_stride_group
-    a0 = tl.load(a_base + 0, mask=col_ok, other=0.0)[None, :]
-    a1 = tl.load(a_base + 1, mask=col_ok, other=0.0)[None, :]
-    a2 = tl.load(a_base + 2, mask=col_ok, other=0.0)[None, :]
-    a3 = tl.load(a_base + 3, mask=col_ok, other=0.0)[None, :]
-    a4 = tl.load(a_base + 4, mask=col_ok, other=0.0)[None, :]
-    a5 = tl.load(a_base + 5, mask=col_ok, other=0.0)[None, :]
-    b0 = tl.abs(tl.load(b_ptr + group * 4 + 0, mask=col_ok, other=0.0))[None, :]
-    b1 = tl.abs(tl.load(b_ptr + group * 4 + 1, mask=col_ok, other=0.0))[None, :]
-    b2 = tl.abs(tl.load(b_ptr + group * 4 + 2, mask=col_ok, other=0.0))[None, :]
-    b3 = tl.abs(tl.load(b_ptr + group * 4 + 3, mask=col_ok, other=0.0))[None, :]
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
     # per-channel partial sums: t·xⁱ for da_i (t = dy/Q), u·|x|^(j+1) for db_j (u = dy·P/Q²)
     s_a0 = tl.zeros([BLOCK_D], dtype=tl.float32)
     s_a1 = tl.zeros([BLOCK_D], dtype=tl.float32)
