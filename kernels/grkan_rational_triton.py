@@ -71,17 +71,19 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
     cols = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < D
     a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
-    # per-channel partial sums: t·xⁱ for da_i (t = dy/Q), u·|x|^(j+1) for db_j (u = dy·P/Q²)
-    s_a0 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_a1 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_a2 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_a3 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_a4 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_a5 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_b0 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_b1 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_b2 = tl.zeros([BLOCK_D], dtype=tl.float32)
-    s_b3 = tl.zeros([BLOCK_D], dtype=tl.float32)
+    # Running sums, elementwise over the tile, of t·xⁱ for da_i (t = dy/Q) and u·|x|^(j+1) for db_j
+    # (u = dy·P/Q²); reduced over the tile's rows once, after the loop (a cross-thread reduction per iteration
+    # would cost more than the arithmetic).
+    s_a0 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_a1 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_a2 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_a3 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_a4 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_a5 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_b0 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_b1 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_b2 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    s_b3 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     for row0 in range(pid_r * BLOCK_N, N, n_row_programs * BLOCK_N):
         rows = row0 + tl.arange(0, BLOCK_N)
         mask = (rows[:, None] < N) & col_ok[None, :]
@@ -99,36 +101,36 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
         dx = dy * inv_q * (dp - sx * dq * f)
         tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
         t = dy * inv_q
-        s_a0 += tl.sum(t, axis=0)
+        s_a0 += t
         t = t * x
-        s_a1 += tl.sum(t, axis=0)
+        s_a1 += t
         t = t * x
-        s_a2 += tl.sum(t, axis=0)
+        s_a2 += t
         t = t * x
-        s_a3 += tl.sum(t, axis=0)
+        s_a3 += t
         t = t * x
-        s_a4 += tl.sum(t, axis=0)
+        s_a4 += t
         t = t * x
-        s_a5 += tl.sum(t, axis=0)
+        s_a5 += t
         u = dy * f * inv_q * ax
-        s_b0 += tl.sum(u, axis=0)
+        s_b0 += u
         u = u * ax
-        s_b1 += tl.sum(u, axis=0)
+        s_b1 += u
         u = u * ax
-        s_b2 += tl.sum(u, axis=0)
+        s_b2 += u
         u = u * ax
-        s_b3 += tl.sum(u, axis=0)
+        s_b3 += u
     out = partial_ptr + (pid_r.to(tl.int64) * D + cols) * 10
-    tl.store(out + 0, s_a0, mask=col_ok)
-    tl.store(out + 1, s_a1, mask=col_ok)
-    tl.store(out + 2, s_a2, mask=col_ok)
-    tl.store(out + 3, s_a3, mask=col_ok)
-    tl.store(out + 4, s_a4, mask=col_ok)
-    tl.store(out + 5, s_a5, mask=col_ok)
-    tl.store(out + 6, s_b0, mask=col_ok)
-    tl.store(out + 7, s_b1, mask=col_ok)
-    tl.store(out + 8, s_b2, mask=col_ok)
-    tl.store(out + 9, s_b3, mask=col_ok)
+    tl.store(out + 0, tl.sum(s_a0, axis=0), mask=col_ok)
+    tl.store(out + 1, tl.sum(s_a1, axis=0), mask=col_ok)
+    tl.store(out + 2, tl.sum(s_a2, axis=0), mask=col_ok)
+    tl.store(out + 3, tl.sum(s_a3, axis=0), mask=col_ok)
+    tl.store(out + 4, tl.sum(s_a4, axis=0), mask=col_ok)
+    tl.store(out + 5, tl.sum(s_a5, axis=0), mask=col_ok)
+    tl.store(out + 6, tl.sum(s_b0, axis=0), mask=col_ok)
+    tl.store(out + 7, tl.sum(s_b1, axis=0), mask=col_ok)
+    tl.store(out + 8, tl.sum(s_b2, axis=0), mask=col_ok)
+    tl.store(out + 9, tl.sum(s_b3, axis=0), mask=col_ok)
 
 
 def _blocks(D: int) -> tuple[int, int]:
