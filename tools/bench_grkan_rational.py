@@ -1,6 +1,6 @@
-"""Tune and explain GR-KAN's Triton rational on a GPU: kernel time with and without host overhead (CUDA graph
-replay), for several tile shapes, against the bandwidth floor. Not part of the published figures (those come
-from `kanbench run --preset kat-b`); this is the notebook behind the tile choice in grkan_rational_triton.py.
+"""The notebook behind the tile choice in kernels/grkan_rational_triton.py: on a GPU, time the backward kernel
+alone for several (tile, warps, programs per SM) with its registers and spills, the second-stage reduction, and the
+forward, against the bandwidth floor. Published figures come from `kanbench run --preset kat-b`, not from here.
 
     python tools/bench_grkan_rational.py
 """
@@ -8,59 +8,54 @@ from `kanbench run --preset kat-b`); this is the notebook behind the tile choice
 from __future__ import annotations
 
 import functools
-import itertools
 
 import torch
+import triton
 import triton.testing
 
 import kanbench.kernels.grkan_rational_triton as kr
 
-
-def graphed(fn):
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
+CONFIGS = [(512, 4, 4), (512, 2, 8), (1024, 4, 2), (1024, 4, 4), (1024, 8, 4), (4096, 8, 2)]
 
 
 def bench(fn) -> float:
-    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def stage_two(partial: torch.Tensor, groups: int) -> torch.Tensor:
+    return partial.sum(0).view(groups, -1, kr.N_TERMS).sum(1)
 
 
 def main() -> None:
     src = torch.randn(1 << 28, device="cuda")
     dst = torch.empty_like(src)
-    copy_ms = bench(lambda: dst.copy_(src))
-    bandwidth = 2 * src.numel() * 4 / (copy_ms * 1e-3)
-    print(f"copy bandwidth {bandwidth / 1e12:.3f} TB/s  ({torch.cuda.get_device_name()}, torch {torch.__version__},"
-          f" triton {triton.__version__})")
+    bandwidth = 2 * src.numel() * 4 / (bench(functools.partial(dst.copy_, src)) * 1e-3)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    print(f"{torch.cuda.get_device_name()}: copy {bandwidth / 1e12:.3f} TB/s, torch {torch.__version__}, "
+          f"triton {triton.__version__}")
     g = torch.Generator(device="cuda").manual_seed(0)
-    for D, dtype in itertools.product((768, 3072), (torch.float32, torch.bfloat16)):
-        N = 64 * 197
-        x = torch.randn(N, D, device="cuda", generator=g).to(dtype)
-        dy = torch.randn(N, D, device="cuda", generator=g).to(dtype)
+    N, groups = 64 * 197, 8
+    for D in (768, 3072):
+        x = torch.randn(N, D, device="cuda", generator=g)
+        dy = torch.randn(N, D, device="cuda", generator=g)
         a = torch.randn(1, 6, device="cuda", generator=g) * 0.5
-        b = torch.rand(8, 4, device="cuda", generator=g) + 0.1
-        size = x.element_size() * N * D
-        floor_f, floor_b = 2 * size / bandwidth * 1e3, 3 * size / bandwidth * 1e3
-        print(f"\n(64,197,{D}) {str(dtype)[6:]}: floor fwd {floor_f:.4f} ms, bwd {floor_b:.4f} ms, "
-              f"fwd+bwd {floor_f + floor_b:.4f} ms")
-        for tile in (2048, 4096, 8192):
-            kr.FWD_TILE = tile
-            fwd = functools.partial(kr.rational_forward, x, a, b)
-            print(f"  fwd tile {tile:5d}: eager {bench(fwd):.4f}  graph {bench(graphed(fwd)):.4f} ms")
-        kr.FWD_TILE = 4096
-        for tile, warps, per_sm in itertools.product((512, 1024, 2048), (4, 8), (4,)):
-            kr.BWD_TILE, kr.BWD_WARPS, kr.BWD_PROGRAMS_PER_SM = tile, warps, per_sm
-            bwd = functools.partial(kr.rational_backward, dy, x, a, b)
-            print(f"  bwd tile {tile:5d} warps {warps} per-SM {per_sm}: eager {bench(bwd):.4f}  "
-                  f"graph {bench(graphed(bwd)):.4f} ms")
+        b = torch.rand(groups, 4, device="cuda", generator=g) + 0.1
+        dx = torch.empty_like(x)
+        size = 4 * N * D
+        forward = bench(functools.partial(kr.rational_forward, x, a, b))
+        print(f"\n(64, 197, {D}) fp32: floor fwd {2 * size / bandwidth * 1e3:.4f} ms, "
+              f"bwd {3 * size / bandwidth * 1e3:.4f} ms; forward {forward:.4f} ms")
+        for tile, warps, per_sm in CONFIGS:
+            block_n, block_d = kr._blocks(D, tile)
+            rows = max(1, min(triton.cdiv(N, block_n), triton.cdiv(per_sm * sms, triton.cdiv(D, block_d))))
+            partial = torch.empty(rows, D, kr.N_TERMS, device="cuda")
+            launch = functools.partial(kr._rational_bwd_kernel[(rows, triton.cdiv(D, block_d))], x, dy, a, b, dx,
+                                       partial, N, D, D // groups, 0, BLOCK_N=block_n, BLOCK_D=block_d,
+                                       num_warps=warps)
+            compiled = launch()
+            print(f"  bwd tile {tile:4d} warps {warps} per-SM {per_sm}: kernel {bench(launch):.4f} ms, "
+                  f"{compiled.n_regs} registers, {compiled.n_spills} spills; stage two "
+                  f"{bench(functools.partial(stage_two, partial, groups)):.4f} ms")
 
 
 if __name__ == "__main__":

@@ -19,16 +19,18 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, 
 
 
 def _git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` with uncommitted changes); KANBENCH_GIT_COMMIT where the tree was copied
+    without its .git (a remote GPU machine)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
         if out.returncode != 0:
-            return None
+            return os.environ.get("KANBENCH_GIT_COMMIT")
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("KANBENCH_GIT_COMMIT")
 
 
 def _cpu_model() -> str:

@@ -4,6 +4,7 @@ interrupted run leaves a valid file and ``--resume`` can skip what is done."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,7 +71,10 @@ class ResultWriter:
             self._file.flush()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        self._writer.writerows(rows)
+        """All rows of one unit of work in a single write, so an interrupt cannot leave half a unit behind."""
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, fieldnames=COLUMNS).writerows(rows)
+        self._file.write(buffer.getvalue())
         self._file.flush()
 
     def close(self) -> None:
