@@ -40,26 +40,45 @@ def check_finite(config: Config, module: torch.nn.Module) -> GateResult:
     return GateResult(True, 0.0, "reference impl: output finite")
 
 
+def _errors(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
+            truth: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Relative errors of ``module``'s output and gradients (input, every parameter) against ``truth``."""
+    x = x.detach().clone().requires_grad_(True)
+    y = module(x)
+    y.backward(upstream.to(y.dtype))
+    got = {"output": y, "grad_input": x.grad}
+    got.update({f"grad_{n}": p.grad for n, p in module.named_parameters() if p.grad is not None})
+    return {k: relative_error(got[k], v) for k, v in truth.items() if k in got}
+
+
 def check_against_reference(config: Config, module: torch.nn.Module) -> GateResult:
-    """Compare ``module`` (the impl) with the reference loaded with the same weights, forward and backward."""
+    """Compare ``module`` (the impl) with the reference loaded with the same weights, forward and backward.
+
+    Truth is the reference in float64. Each quantity passes if its error is within the dtype's tolerance, or within
+    twice the error of the reference itself run in the same dtype: a sum over millions of bf16 products (a
+    coefficient gradient) is off by more than 3e-2 whoever computes it, and the gate asks the kernel to be no less
+    accurate than the reference, not more accurate than the dtype allows."""
     reference = build(config, impl="reference").double()
     reference.load_state_dict(module.state_dict())  # same weights: the impl's, upcast
     x = sample_input(config, seed_offset=11, dtype=torch.float64)
     upstream = torch.randn(config.tokens, output_width(config), dtype=torch.float64, device=config.device)
     x_ref = x.clone().requires_grad_(True)
-    x_imp = x.to(DTYPES[config.dtype]).requires_grad_(True)
-    y_ref, y_imp = reference(x_ref), module(x_imp)
+    y_ref = reference(x_ref)
     y_ref.backward(upstream)
-    y_imp.backward(upstream.to(y_imp.dtype))
-    errors = {"output": relative_error(y_imp, y_ref), "grad_input": relative_error(x_imp.grad, x_ref.grad)}
-    imp_params = dict(module.named_parameters())
-    for name, p in reference.named_parameters():
-        if p.grad is not None and imp_params[name].grad is not None:
-            errors[f"grad_{name}"] = relative_error(imp_params[name].grad, p.grad)
-    worst = max(errors, key=errors.get)
-    tolerance = TOLERANCE[config.dtype]
-    ok = errors[worst] <= tolerance
-    message = f"worst {worst}: rel. error {errors[worst]:.3g} ({'<=' if ok else '>'} {tolerance:g} for {config.dtype})"
+    truth = {"output": y_ref.detach(), "grad_input": x_ref.grad}
+    truth.update({f"grad_{n}": p.grad for n, p in reference.named_parameters() if p.grad is not None})
+    dtype = DTYPES[config.dtype]
+    errors = _errors(module, x.to(dtype), upstream, truth)
+    same_dtype = build(config, impl="reference")
+    same_dtype.load_state_dict(module.state_dict())
+    reference_errors = _errors(same_dtype, x.to(dtype), upstream, truth) if dtype != torch.float64 else {}
+    base = TOLERANCE[config.dtype]
+    allowed = {k: max(base, 2 * reference_errors.get(k, 0.0)) for k in errors}
+    worst = max(errors, key=lambda k: errors[k] / allowed[k])
+    ok = all(errors[k] <= allowed[k] for k in errors)
+    message = (f"worst {worst}: rel. error {errors[worst]:.3g} ({'<=' if ok else '>'} {allowed[worst]:.3g}: "
+               f"max of {base:g} for {config.dtype} and 2x the reference's own {config.dtype} error "
+               f"{reference_errors.get(worst, 0.0):.3g})")
     return GateResult(ok, errors[worst], message)
 
 
