@@ -36,12 +36,27 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from kanbench.report.tables import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "results.csv").exists():
+        raise ValueError(f"{run_dir} holds no results.csv; give the folder a `kanbench run` wrote.")
+    console.print(f"wrote {write_report(run_dir)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list the registered variants")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern over variant names (default: *)")
     p_list.set_defaults(func=cmd_list)
+    p_report = sub.add_parser("report", help="markdown tables of a run folder (report.md)")
+    p_report.add_argument("run_dir", help="a folder written by `kanbench run`")
+    p_report.set_defaults(func=cmd_report)
     from kanbench.harness.cli_run import add_run_parser
 
     add_run_parser(sub)

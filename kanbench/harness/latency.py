@@ -79,6 +79,22 @@ def time_cuda_graph(fn: Callable[[], object], samples: int) -> Timing:
     return Timing(timing.samples_ms, timing.method + ", CUDA graph replay")
 
 
+def time_cuda_graph_training(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
+                              samples: int) -> Timing:
+    """Forward+backward with both passes captured as CUDA graphs (``torch.cuda.make_graphed_callables``) and
+    replayed: the kernels' time without the eager host overhead. Parameter gradients accumulate between calls
+    (one add per parameter, as in gradient accumulation)."""
+    graphed = torch.cuda.make_graphed_callables(module, (x,))
+
+    def fn() -> object:
+        y = graphed(x)
+        y.backward(upstream)
+        return y
+
+    timing = time_cuda(fn, samples)
+    return Timing(timing.samples_ms, timing.method + ", forward and backward CUDA graphs")
+
+
 def time_call(fn: Callable[[], object], device: str, threads: int, min_run_time: float, samples: int) -> Timing:
     if torch.device(device).type == "cuda":
         return time_cuda(fn, samples)

@@ -20,7 +20,7 @@ from kanbench.harness import correctness, flops, latency, memory
 from kanbench.harness.env import DTYPES
 from kanbench.harness.presets import Preset
 from kanbench.harness.results import Config, ResultWriter, done_keys, row
-from kanbench.harness.workload import build, workload
+from kanbench.harness.workload import build, output_width, workload
 
 
 @dataclass
@@ -135,8 +135,14 @@ class Runner:
         work = workload(config, mode, self.module(config), copies)
         timings = [latency.time_call(work.fn, config.device, self.plan.threads, self.plan.min_run_time,
                                      self.plan.samples)]
-        if self.plan.cuda_graph and config.device.startswith("cuda") and mode != "fwd_bwd":
-            timings.append(latency.time_cuda_graph(work.fn, self.plan.samples))
+        if self.plan.cuda_graph and config.device.startswith("cuda"):
+            if mode == "fwd_bwd":
+                upstream = torch.randn(config.tokens, output_width(config), device=config.device,
+                                       dtype=DTYPES[config.dtype])
+                timings.append(latency.time_cuda_graph_training(self.module(config), work.x, upstream,
+                                                                self.plan.samples))
+            else:
+                timings.append(latency.time_cuda_graph(work.fn, self.plan.samples))
         rows = []
         for timing, metric in zip(timings, ("latency", "latency_cuda_graph"), strict=False):
             for i, ms in enumerate(timing.samples_ms):

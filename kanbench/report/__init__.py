@@ -1,0 +1,1 @@
+"""Reports from a run folder: markdown tables (``report.md``)."""

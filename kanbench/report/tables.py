@@ -1,0 +1,104 @@
+"""``kanbench report RUN_DIR``: the run's results.csv and env.json as markdown tables in ``RUN_DIR/report.md``.
+
+Latency medians with their p20–p80 spread, speed-up over the ``mlp`` baseline (same dtype, shape and mode) and
+over the variant's own ``reference`` impl, the ratio to the physical floor; memory; FLOPs. A configuration that
+failed shows its status instead of a number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+SHAPE = ["dtype", "form", "tokens", "d_model"]
+CONFIG = ["variant", "impl", *SHAPE]
+
+
+def markdown(df: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}g}"
+
+
+def latency_table(df: pd.DataFrame) -> pd.DataFrame:
+    lat = df[(df.harness == "latency") & (df.metric == "latency")]
+    ok = lat[lat.status == "ok"].pivot_table(index=[*CONFIG, "mode"], columns="stat", values="value",
+                                            aggfunc="first")
+    over = df[df.metric == "over_floor"].set_index([*CONFIG, "mode"]).value
+    graph = df[(df.metric == "latency_cuda_graph") & (df.stat == "median")].set_index([*CONFIG, "mode"]).value
+    rows = []
+    for key, group in lat.groupby([*CONFIG, "mode"], sort=True):
+        entry = dict(zip([*CONFIG, "mode"], key, strict=True))
+        if key in ok.index:
+            median = float(ok.loc[key, "median"])
+            entry["median ms"] = _fmt(median)
+            entry["p20–p80 ms"] = f"{_fmt(float(ok.loc[key, 'p20']))}–{_fmt(float(ok.loc[key, 'p80']))}"
+            entry["graph ms"] = _fmt(float(graph[key])) if key in graph.index else ""
+            entry["× floor"] = f"{float(over[key]):.2f}" if key in over.index else ""
+            mlp_key = ("mlp", "reference", *key[2:])
+            entry["vs mlp"] = f"{float(ok.loc[mlp_key, 'median']) / median:.2f}×" if mlp_key in ok.index else ""
+            ref_key = (key[0], "reference", *key[2:])
+            entry["vs reference"] = (f"{float(ok.loc[ref_key, 'median']) / median:.2f}×"
+                                     if ref_key in ok.index and key[1] != "reference" else "")
+            entry["status"] = "ok"
+        else:
+            entry.update({"median ms": "—", "p20–p80 ms": "", "graph ms": "", "× floor": "", "vs mlp": "",
+                          "vs reference": "", "status": f"{group.status.iloc[0]}: {group.message.iloc[0][:80]}"})
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def metric_table(df: pd.DataFrame, harness: str, metrics: list[str], scale: float, unit: str) -> pd.DataFrame:
+    part = df[(df.harness == harness) & df.metric.isin(metrics)]
+    rows = []
+    for key, group in part.groupby([*CONFIG, "mode"], sort=True):
+        entry = dict(zip([*CONFIG, "mode"], key, strict=True))
+        values = group.set_index("metric")
+        for metric in metrics:
+            if metric not in values.index:
+                entry[metric] = ""
+                continue
+            r = values.loc[metric]
+            entry[metric] = _fmt(float(r.value) / scale) if r.status == "ok" and r.value != "" else r.status
+        rows.append(entry)
+    frame = pd.DataFrame(rows)
+    return frame.rename(columns={m: f"{m} ({unit})" for m in metrics})
+
+
+def write_report(run_dir: Path) -> Path:
+    df = pd.read_csv(run_dir / "results.csv", keep_default_na=False)
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
+    device = env.get("gpu") or env.get("cpu", "?")
+    lines = [f"# kanbench run {env.get('run_id', run_dir.name)}", "",
+             f"- device: {device} ({env.get('device', '?')}), driver {env.get('driver', '-')}, CUDA "
+             f"{env.get('cuda', '-')}; CPU {env.get('cpu', '?')}, {env.get('threads', '?')} threads",
+             f"- python {env.get('python')}, torch {env.get('torch')}, triton {env.get('triton')}; "
+             f"commit {env.get('git_commit')}",
+             f"- command: `{env.get('command')}`",
+             f"- measured ceilings: {json.dumps({k: f'{v:.3g}' for k, v in env.get('ceilings', {}).items()})}",
+             "", "## Latency", "",
+             "Median of every sample (L2 flushed before each call on CUDA), p20–p80 spread, CUDA-graph replay "
+             "where measured, ratio to the larger of the bandwidth and compute floors, and speed-ups (>1 = faster) "
+             "over the `mlp` baseline and over the variant's `reference` impl in the same dtype, shape and mode.",
+             "", markdown(latency_table(df)), "", "## Memory", "",
+             markdown(metric_table(df, "memory", ["peak_over_baseline", "saved_for_backward", "param_bytes"],
+                                   2**20, "MiB")),
+             "", "## FLOPs", "", "1 multiply-add = 2 FLOPs except fvcore's column (1 MAC = 1 flop); forward+backward "
+             "in the `fwd_bwd` rows.", "",
+             markdown(metric_table(df, "flops", ["flops_matmul", "flops_matmul_elementwise", "flops_analytic",
+                                                 "flops_fvcore", "flops_effective", "active_fraction"], 1e9, "G")),
+             ""]
+    failed = df[df.status != "ok"]
+    if len(failed):
+        lines += ["## Not ok", "", markdown(failed[[*CONFIG, "harness", "mode", "metric", "status", "message"]]
+                                             .drop_duplicates()), ""]
+    out = run_dir / "report.md"
+    out.write_text("\n".join(lines))
+    return out
