@@ -85,7 +85,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="skip what --out (or the newest run) already holds")
     p.add_argument("--seeds", default=1, type=int, help="seeds per configuration (default 1)")
     p.add_argument("--threads", default=None, type=int, help="CPU threads for torch (default: all cores)")
-    p.add_argument("--cuda-graph", action="store_true", help="add a CUDA-graph latency column (forward: the call captured; fwd_bwd: forward and backward graphs)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.set_defaults(func=cmd_run)
 
