@@ -82,11 +82,14 @@ def time_cuda_graph(fn: Callable[[], object], samples: int) -> Timing:
 def time_cuda_graph_training(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
                               samples: int) -> Timing:
     """Forward+backward with both passes captured as CUDA graphs (``torch.cuda.make_graphed_callables``) and
-    replayed: the kernels' time without the eager host overhead. Parameter gradients accumulate between calls
-    (one add per parameter, as in gradient accumulation)."""
+    replayed: the kernels' time without the eager host overhead. Gradients are set to None before each call, as
+    in the eager mode. (Until commit 572a8b8 they accumulated: one extra read-modify-write of the input gradient
+    per call, which the fwd_bwd graph column of results/h100-2026-11-22/kat-b includes.)"""
     graphed = torch.cuda.make_graphed_callables(module, (x,))
 
     def fn() -> object:
+        module.zero_grad(set_to_none=True)  # fresh gradients, as in eager mode: no accumulation add
+        x.grad = None
         y = graphed(x)
         y.backward(upstream)
         return y
