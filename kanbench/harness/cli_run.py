@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kanbench import registry
+from kanbench.harness import accuracy
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.presets import HARNESSES, PRESETS, get_preset
 from kanbench.harness.runner import Runner, make_plan
@@ -83,7 +84,10 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--d-hidden", default=None, type=int, help="hidden width (default: the preset's, else 4·d_model)")
     p.add_argument("--out", default=None, help=f"output folder (default: {RESULTS_ROOT}/<run_id>)")
     p.add_argument("--resume", action="store_true", help="skip what --out (or the newest run) already holds")
-    p.add_argument("--seeds", default=1, type=int, help="seeds per configuration (default 1)")
+    p.add_argument("--seeds", default=None, type=int,
+                   help="seeds per configuration (default: 1 for latency/flops/memory, 3 for accuracy)")
+    p.add_argument("--match", default="params", help="accuracy: match hidden widths by params | flops | none")
+    p.add_argument("--tasks", default=None, help="accuracy tasks, comma-separated (default: the preset's)")
     p.add_argument("--threads", default=None, type=int, help="CPU threads for torch (default: all cores)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
@@ -106,11 +110,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     variants = resolve_variants(args.variants) if args.variants else registry.list_variants(list(preset.variants))
     harnesses = _split(args.harness) or list(preset.harnesses)
     for h in harnesses:
-        if h == "accuracy":
-            console.print("[yellow]accuracy harness: not available yet in this version; running the others.[/]")
-        elif h not in HARNESSES:
+        if h not in HARNESSES:
             raise ValueError(f"unknown harness '{h}'; harnesses: {', '.join(HARNESSES)}.")
-    harnesses = [h for h in harnesses if h != "accuracy"]
+    if args.match not in ("params", "flops", "none"):
+        raise ValueError(f"--match must be params, flops or none, got '{args.match}'.")
+    tasks = _split(args.tasks)
+    for t in tasks or []:
+        accuracy.get_task(t)  # raises with the known task names
     dtypes = _split(args.dtype) or list(preset.dtypes)
     for d in dtypes:
         if d not in DTYPES:
@@ -122,14 +128,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             if impl not in known_impls:
                 raise registry.UnknownNameError(registry.unknown_name_message("impl", impl, known_impls))
     device = resolve_device(args.device)
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
-                     _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds, threads,
-                     args.cuda_graph)
-    if not plan.items:
+                     _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds or 1, threads,
+                     args.cuda_graph, tasks, args.match, args.seeds or 3)
+    if not plan.items and not plan.accuracy_items:
         raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
     for config, _ in plan.items:  # impossible shapes fail here, before anything runs
         spec = registry.get_variant(config.variant)
@@ -149,6 +155,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
                 "threads": threads})
     console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
+                  f"{len(plan.accuracy_items)} training runs, "
                   f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
     env["ceilings"] = measure_ceilings(device, dtypes)
     write_env(out_dir / "env.json", env)
@@ -169,8 +176,27 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def print_accuracy(df: pd.DataFrame, console: Console) -> None:
+    acc = df[(df.harness == "accuracy") & df.metric.str.startswith("test_")]
+    if acc.empty:
+        return
+    table = Table(title="accuracy: test metric, mean ± std over seeds (model chosen on validation)")
+    for col in ("task", "variant", "metric", "mean ± std", "seeds", "hidden", "params", "status"):
+        table.add_column(col)
+    for (task, variant), group in acc.groupby(["mode", "variant"], sort=True):
+        per_seed = group[group.stat == "value"]
+        mean = group[group.stat == "mean"]
+        std = group[group.stat == "std"]
+        text = f"{float(mean.value.iloc[0]):.4f} ± {float(std.value.iloc[0]):.4f}" if len(mean) else "-"
+        status = ",".join(sorted(set(per_seed.status))) if len(per_seed) else ",".join(sorted(set(group.status)))
+        table.add_row(task, variant, group.metric.iloc[0], text, str(len(per_seed)), str(group.d_hidden.iloc[0]),
+                      str(group.params.iloc[0]), status)
+    console.print(table)
+
+
 def print_summary(csv_path: Path, console: Console) -> None:
     df = pd.read_csv(csv_path, keep_default_na=False)
+    print_accuracy(df, console)
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
     table = Table(title="latency (ms): median, p20–p80 spread; failures show their status")
     for col in ("variant", "impl", "dtype", "tokens", "d_model", "mode", "median", "p20–p80", "over floor",
@@ -189,7 +215,7 @@ def print_summary(csv_path: Path, console: Console) -> None:
         over_txt = f"{float(over.value.iloc[0]):.1f}×" if len(over) and over.value.iloc[0] != "" else "-"
         table.add_row(*[str(k) for k in key], median, spread, over_txt, status)
     console.print(table)
-    failed = df[(df.status != "ok") & (df.harness != "latency")]
+    failed = df[(df.status != "ok") & (df.harness != "latency") & (df.status != "skipped")]
     if len(failed):
         console.print(f"[yellow]{len(failed)} non-latency rows with status != ok:[/]")
         for r in failed.head(10).itertuples():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-HARNESSES = ("latency", "flops", "memory")
+HARNESSES = ("latency", "flops", "memory", "accuracy")
 MODES = ("fwd_no_grad", "fwd_bwd", "decode")
 
 
@@ -32,6 +32,8 @@ class Preset:
     cpu_min_run_time: float = 0.2  # seconds per CPU latency measurement (torch.utils.benchmark)
     cuda_samples: int = 100
     weight_copies: int = 8  # decode: rotate over this many copies so weights are not cache-resident
+    accuracy_tasks: tuple[str, ...] = ("digits", "kan-fit:exp_sin_sq")
+    accuracy_quick: bool = True  # the tasks' short budgets (a smoke pass), or their full ones
 
     def hidden(self, variant: str, d_model: int) -> int:
         if variant in self.hidden_by_variant:
@@ -44,7 +46,8 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             "default",
-            "CPU-sized smoke of every variant and harness: 128 → 512 → 128, 256 tokens (+ decode at 1 token), fp32",
+            "CPU-sized pass of every variant and harness: 128 → 512 → 128, 256 tokens (+ decode at 1 token), fp32; "
+            "accuracy on digits and kan-fit:exp_sin_sq with short budgets",
             tokens=(256,),
             decode_tokens=(1,),
             d_model=(128,),
@@ -53,11 +56,20 @@ PRESETS: dict[str, Preset] = {
             weight_copies=2,
         ),
         Preset(
+            "accuracy-full",
+            "every accuracy task with its full training budget, parameter-matched widths, 3 seeds",
+            harnesses=("accuracy",),
+            accuracy_tasks=("digits", "mnist1d", "kan-fit:exp_sin_sq", "kan-fit:product", "kan-fit:exp_sin_4d",
+                            "kan-fit:norm_3d", "vit-digits", "char-lm"),
+            accuracy_quick=False,
+        ),
+        Preset(
             "ffn-768",
             "the ViT-B/GPT-2 FFN 768 → 3072 → 768 at 512..16384 tokens, fp32 and bf16",
             tokens=(512, 2048, 8192, 16384),
             d_model=(768,),
             dtypes=("fp32", "bf16"),
+            harnesses=("latency", "flops", "memory"),
         ),
         Preset(
             "kat-b",
@@ -68,6 +80,7 @@ PRESETS: dict[str, Preset] = {
             tokens=(64 * 197,),
             d_model=(768, 3072),
             dtypes=("fp32", "bf16"),
+            harnesses=("latency", "flops", "memory"),
         ),
         Preset(
             "decode-gemma2b",
@@ -81,6 +94,7 @@ PRESETS: dict[str, Preset] = {
             hparams_by_variant={"spark_ffn": {"r": 1024}, "glu": {"activation": "gelu"}},
             dtypes=("bf16",),
             modes=("decode",),
+            harnesses=("latency", "flops", "memory"),
         ),
     )
 }

@@ -16,7 +16,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from kanbench import registry
-from kanbench.harness import correctness, flops, latency, memory
+from kanbench.harness import accuracy, correctness, flops, latency, memory
 from kanbench.harness.env import DTYPES
 from kanbench.harness.presets import Preset
 from kanbench.harness.results import Config, ResultWriter, done_keys, row
@@ -35,17 +35,27 @@ class Plan:
     min_run_time: float
     cuda_graph: bool = False
     notes: list[str] = field(default_factory=list)
+    # accuracy: (configuration, task) per variant × task × seed; the configuration's d_hidden is the matched width
+    accuracy_items: list[tuple[Config, str]] = field(default_factory=list)
+    accuracy_quick: bool = True
+    match: str = "params"
+    match_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def units(self) -> Iterator[tuple[Config, str, str]]:
         for config, modes in self.items:
             for harness in self.harnesses:
+                if harness == "accuracy":
+                    continue
                 for mode in modes:
                     yield config, harness, mode
+        for config, task in self.accuracy_items:
+            yield config, "accuracy", task
 
 
 def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, device: str, dtypes: list[str],
               tokens: list[int] | None, d_models: list[int] | None, d_hidden: int | None, harnesses: list[str],
-              seeds: int = 1, threads: int = 1, cuda_graph: bool = False) -> Plan:
+              seeds: int = 1, threads: int = 1, cuda_graph: bool = False, tasks: list[str] | None = None,
+              match: str = "params", accuracy_seeds: int = 3) -> Plan:
     items: list[tuple[Config, tuple[str, ...]]] = []
     modes_main = tuple(m for m in preset.modes if m != "decode")
     token_sets: list[tuple[list[int], tuple[str, ...]]] = []
@@ -70,7 +80,20 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
                                 config = Config(variant, impl, preset.form, device, dtype, n, d_model,
                                                 hidden if preset.form != "op" else d_model, hparams, seed)
                                 items.append((config, modes))
-    return Plan(preset, items, tuple(harnesses), threads, preset.cuda_samples, preset.cpu_min_run_time, cuda_graph)
+    plan = Plan(preset, items, tuple(harnesses), threads, preset.cuda_samples, preset.cpu_min_run_time, cuda_graph,
+                accuracy_quick=preset.accuracy_quick, match=match)
+    if "accuracy" in harnesses:
+        for task_name in tasks if tasks is not None else list(preset.accuracy_tasks):
+            task = accuracy.get_task(task_name)
+            for variant in variants:
+                hidden, gap = (task.reference_hidden, 0.0) if accuracy.supports(task, variant) else \
+                    accuracy.match_hidden(task, variant, match)
+                plan.match_gaps[(variant, task_name)] = gap
+                for seed in range(accuracy_seeds):
+                    config = Config(variant, "reference", task.form, device, "fp32", task.batch, task.d_model, hidden,
+                                    dict(task.hparams_by_variant.get(variant, {})), seed)
+                    plan.accuracy_items.append((config, task_name))
+    return plan
 
 
 def _gate_status(result: correctness.GateResult) -> str:
@@ -209,7 +232,45 @@ class Runner:
         return rows
 
     # -- the sweep ---------------------------------------------------------------------------------------------
+    def accuracy_rows(self, config: Config, task_name: str) -> list[dict[str, Any]]:
+        task = accuracy.get_task(task_name)
+        why_not = accuracy.supports(task, config.variant)
+        if why_not:
+            return [row(config, self.run_id, "accuracy", task_name, task.metric[0], None, "", status="skipped",
+                        message=why_not)]
+        data = accuracy.load_data(task, config.seed)
+        torch.manual_seed(config.seed)
+        vocab = len(data.corpus.vocab) if data.corpus is not None else 0
+        model = accuracy.build_model(task, config.variant, config.d_hidden, vocab)
+        params = sum(p.numel() for p in model.parameters())
+        steps = task.steps_quick if self.plan.accuracy_quick else task.steps
+        try:
+            result = accuracy.train(task, model, data, steps, config.seed, config.device)
+        except accuracy.NonFiniteLoss as err:
+            return [row(config, self.run_id, "accuracy", task_name, task.metric[0], None, "", params=params,
+                        status="error", message=str(err))]
+        gap = self.plan.match_gaps.get((config.variant, task_name), 0.0)
+        budget = f"{steps} steps, match {self.plan.match} (gap {gap:+.1%}), lr {task.lr:g}"
+        cost = accuracy.task_cost(task, config.variant, config.d_hidden)
+        name, unit, _ = task.metric
+        values = [(name, result.test, unit, budget), (f"best_{name.replace('test_', 'val_')}", result.best_val, unit,
+                                                     "model selection on validation"),
+                  ("best_val_step", result.best_step, "step", ""), ("train_loss_first", result.first_loss, "loss", ""),
+                  ("train_loss_last", result.last_loss, "loss", ""), ("train_time", result.seconds, "s", ""),
+                  ("flops_per_example" if task.form == "network" else "ffn_flops_per_token", cost.fwd_flops, "FLOP",
+                   "analytic forward")]
+        if result.active_fraction is not None:
+            values.append(("active_fraction", result.active_fraction, "fraction", "Spark FFNs, held-out inputs"))
+        return [row(config, self.run_id, "accuracy", task_name, metric, value, unit, params=params, message=message)
+                for metric, value, unit, message in values]
+
     def run_unit(self, config: Config, harness: str, mode: str) -> list[dict[str, Any]]:
+        if harness == "accuracy":
+            try:
+                return self.accuracy_rows(config, mode)
+            except Exception as err:  # noqa: BLE001 - the row says what failed; the sweep goes on
+                return [row(config, self.run_id, "accuracy", mode, "accuracy", None, "", status=_status_of(err),
+                            message=_describe(err))]
         spec = registry.get_variant(config.variant)
         why_not = spec.impl(config.impl).why_not(config.device, DTYPES[config.dtype])
         if why_not:
@@ -247,8 +308,36 @@ class Runner:
                                              f"{config.tokens}x{config.d_model} {mode}")
                 self.writer.write(self.run_unit(config, harness, mode))
                 bar.advance(task)
+        self.write_accuracy_aggregates()
         self.close()
         return skipped
+
+    def write_accuracy_aggregates(self) -> None:
+        """Mean and std over seeds of each (variant, task) test metric whose seeds all finished (seed -1 rows)."""
+        import pandas as pd
+
+        self.writer._file.flush()
+        df = pd.read_csv(self.out_dir / "results.csv", keep_default_na=False)
+        acc = df[(df.harness == "accuracy") & df.metric.str.startswith("test_")]
+        if acc.empty:
+            return
+        have = set(map(tuple, acc[acc.stat == "mean"][["variant", "mode"]].values.tolist()))
+        rows = []
+        for config, task_name in self.plan.accuracy_items:
+            if config.seed != 0 or (config.variant, task_name) in have:
+                continue
+            group = acc[(acc.variant == config.variant) & (acc["mode"] == task_name) & (acc.stat == "value")]
+            seeds = sum(1 for c, t in self.plan.accuracy_items if c.variant == config.variant and t == task_name)
+            if len(group) < seeds or set(group.status) != {"ok"}:
+                continue
+            values = group.value.astype(float)
+            aggregate = Config(**{**config.__dict__, "seed": -1})
+            for stat, value in (("mean", values.mean()), ("std", values.std(ddof=1) if len(values) > 1 else 0.0)):
+                rows.append(row(aggregate, self.run_id, "accuracy", task_name, group.metric.iloc[0], float(value),
+                                group.unit.iloc[0], stat, int(group.params.iloc[0]),
+                                message=f"over {len(values)} seeds"))
+        if rows:
+            self.writer.write(rows)
 
     def close(self) -> None:
         self.writer.close()
