@@ -16,7 +16,7 @@ from kanbench.harness.memory import saved_for_backward_bytes
 from kanbench.harness.results import COLUMNS
 from kanbench.variants.mlp import MLPBlock
 
-FAST = ["--no-progress", "--tokens", "8", "--d-model", "16", "--d-hidden", "32"]
+FAST = ["--no-progress", "--tokens", "8", "--d-model", "16", "--d-hidden", "32", "--harness", "latency,flops,memory"]
 
 
 def run(tmp_path, *args):
@@ -179,8 +179,8 @@ def test_memory_rows_on_cpu(tmp_path):
     (["--variants", "grkn"], "Did you mean 'grkan'?"),
     (["--variants", "zzz*"], "matches nothing; known variants: af_kan"),
     (["--dtype", "fp8"], "unknown dtype 'fp8'; dtypes: fp32, bf16, fp16, fp64"),
-    (["--preset", "huge"], "unknown preset 'huge'; presets: default, ffn-768, kat-b, decode-gemma2b"),
-    (["--harness", "speed"], "unknown harness 'speed'; harnesses: latency, flops, memory"),
+    (["--preset", "huge"], "unknown preset 'huge'; presets: default, accuracy-full, ffn-768, kat-b, decode-gemma2b"),
+    (["--harness", "speed"], "unknown harness 'speed'; harnesses: latency, flops, memory, accuracy"),
     (["--tokens", "0"], "--tokens takes positive integers"),
     (["--impl", "tritn"], "unknown impl 'tritn'"),
     (["--variants", "grkan", "--d-model", "100"], "width 100 is not divisible by groups=8"),

@@ -60,9 +60,10 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
     modes_main = tuple(m for m in preset.modes if m != "decode")
     token_sets: list[tuple[list[int], tuple[str, ...]]] = []
     main_tokens = tokens if tokens is not None else list(preset.tokens)
-    if main_tokens and modes_main:
+    measuring = any(h in harnesses for h in ("latency", "flops", "memory"))
+    if main_tokens and modes_main and measuring:
         token_sets.append((main_tokens, modes_main))
-    if "decode" in preset.modes and preset.decode_tokens:
+    if "decode" in preset.modes and preset.decode_tokens and measuring:
         token_sets.append((list(preset.decode_tokens), ("decode",)))
     for variant in variants:
         spec = registry.get_variant(variant)
