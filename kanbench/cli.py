@@ -39,12 +39,55 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
-    from kanbench.report.tables import write_report
+    from kanbench.report import make_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.csv").exists():
         raise ValueError(f"{run_dir} holds no results.csv; give the folder a `kanbench run` wrote.")
-    console.print(f"wrote {write_report(run_dir)}")
+    console.print(f"wrote {make_report(run_dir, plots=not args.no_plots)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from kanbench.report.compare import compare_runs, regressions
+
+    runs = [Path(args.run_a), Path(args.run_b)]
+    for run in runs:
+        if not (run / "results.csv").exists():
+            raise ValueError(f"{run} holds no results.csv; give two folders written by `kanbench run`.")
+    table = compare_runs(*runs)
+    if table.empty:
+        console.print("no configuration is in both runs")
+        return 1 if args.fail_on_regression is not None else 0
+    view = Table(title=f"B / A latency: A = {runs[0]}, B = {runs[1]} (flagged beyond both p20–p80 spreads)")
+    for col in ("variant", "impl", "mode", "dtype", "tokens", "d_model", "A median ms", "B median ms", "B / A",
+                "change"):
+        view.add_column(col)
+    for r in table.itertuples():
+        style = {"slower": "red", "faster": "green"}.get(r.change, "")
+        ratio = "-" if r.ratio != r.ratio else f"{r.ratio:.3f}"
+        view.add_row(r.variant, r.impl, r.mode, r.dtype, r.tokens, r.d_model, f"{r.median_a:.4g}",
+                     f"{r.median_b:.4g}", ratio, f"[{style}]{r.change}[/]" if style else r.change)
+    console.print(view)
+    if args.fail_on_regression is not None:
+        bad = regressions(table, args.fail_on_regression)
+        if len(bad):
+            console.print(f"[red]{len(bad)} regression(s) beyond {args.fail_on_regression} % and the spread[/]")
+            return 1
+    return 0
+
+
+def cmd_import_benchmark(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from kanbench.report.pytest_benchmark import import_benchmark
+
+    path = Path(args.json)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; write one with pytest --benchmark-json=PATH.")
+    console.print(f"wrote {import_benchmark(path, Path(args.out))}")
     return 0
 
 
@@ -54,9 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="list the registered variants")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern over variant names (default: *)")
     p_list.set_defaults(func=cmd_list)
-    p_report = sub.add_parser("report", help="markdown tables of a run folder (report.md)")
+    p_report = sub.add_parser("report", help="plots (RUN_DIR/plots) and markdown tables (RUN_DIR/report.md) of a run")
     p_report.add_argument("run_dir", help="a folder written by `kanbench run`")
+    p_report.add_argument("--no-plots", action="store_true", help="tables only")
     p_report.set_defaults(func=cmd_report)
+    p_compare = sub.add_parser("compare", help="per-configuration latency ratios of two runs")
+    p_compare.add_argument("run_a", help="baseline run folder")
+    p_compare.add_argument("run_b", help="run folder to compare with the baseline")
+    p_compare.add_argument("--fail-on-regression", type=float, default=None, metavar="PCT",
+                           help="exit 1 when a configuration is slower by more than PCT %% and beyond both spreads")
+    p_compare.set_defaults(func=cmd_compare)
+    p_import = sub.add_parser("import-benchmark", help="a pytest-benchmark JSON as a kanbench run folder")
+    p_import.add_argument("json", help="the file pytest --benchmark-json wrote")
+    p_import.add_argument("--out", required=True, help="run folder to write (results.csv, env.json)")
+    p_import.set_defaults(func=cmd_import_benchmark)
     from kanbench.harness.cli_run import add_run_parser
 
     add_run_parser(sub)

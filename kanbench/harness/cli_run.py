@@ -92,6 +92,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cuda-graph", action="store_true",
                    help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument("--no-report", action="store_true", help="skip the plots and report.md at the end")
     p.set_defaults(func=cmd_run)
 
 
@@ -173,6 +174,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"resumed: {skipped} units already done were skipped")
     print_summary(out_dir / "results.csv", console)
     console.print(f"done in {env['wall_seconds']} s: {out_dir / 'results.csv'}, env.json, samples.csv")
+    if not args.no_report:
+        from kanbench.report import make_report
+
+        console.print(f"report: {make_report(out_dir)} and {out_dir / 'plots'}/")
     return 0
 
 

@@ -1,1 +1,17 @@
-"""Reports from a run folder: markdown tables (``report.md``)."""
+"""Reports from a run folder: seaborn plots (``plots/``), markdown tables (``report.md``) and run comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_report(run_dir: Path, plots: bool = True) -> Path:
+    """Plots then report.md (which embeds them); returns the report's path."""
+    from kanbench.report.tables import write_report
+
+    files = []
+    if plots:
+        from kanbench.report.plots import write_plots
+
+        files = write_plots(run_dir)
+    return write_report(run_dir, files)

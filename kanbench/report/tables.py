@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 SHAPE = ["dtype", "form", "tokens", "d_model"]
-CONFIG = ["variant", "impl", *SHAPE]
+CONFIG = ["variant", "impl", *SHAPE, "seed"]
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -39,10 +39,12 @@ def latency_table(df: pd.DataFrame) -> pd.DataFrame:
         if key in ok.index:
             median = float(ok.loc[key, "median"])
             entry["median ms"] = _fmt(median)
-            entry["p20–p80 ms"] = f"{_fmt(float(ok.loc[key, 'p20']))}–{_fmt(float(ok.loc[key, 'p80']))}"
+            low, high = ("p20", "p80") if "p20" in ok.columns else ("q1", "q3")  # pytest-benchmark: quartiles
+            spread = f"{_fmt(float(ok.loc[key, low]))}–{_fmt(float(ok.loc[key, high]))}"
+            entry["p20–p80 ms"] = spread if low == "p20" else f"{spread} (q1–q3)"
             entry["graph ms"] = _fmt(float(graph[key])) if key in graph.index else ""
             entry["× floor"] = f"{float(over[key]):.2f}" if key in over.index else ""
-            mlp_key = ("mlp", "reference", *key[2:])
+            mlp_key = ("mlp", "reference", *key[2:])  # same dtype, form, shape, seed and mode
             entry["vs mlp"] = f"{float(ok.loc[mlp_key, 'median']) / median:.2f}×" if mlp_key in ok.index else ""
             ref_key = (key[0], "reference", *key[2:])
             entry["vs reference"] = (f"{float(ok.loc[ref_key, 'median']) / median:.2f}×"
@@ -72,7 +74,25 @@ def metric_table(df: pd.DataFrame, harness: str, metrics: list[str], scale: floa
     return frame.rename(columns={m: f"{m} ({unit})" for m in metrics})
 
 
-def write_report(run_dir: Path) -> Path:
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    acc = df[(df.harness == "accuracy") & df.metric.str.startswith("test_")]
+    rows = []
+    for (task, variant), group in acc.groupby(["mode", "variant"], sort=True):
+        per_seed = group[group.stat == "value"]
+        mean, std = group[group.stat == "mean"], group[group.stat == "std"]
+        ok = per_seed[per_seed.status == "ok"]
+        entry = {"task": task, "variant": variant, "metric": group.metric.iloc[0],
+                 "mean ± std": (f"{float(mean.value.iloc[0]):.4f} ± {float(std.value.iloc[0]):.4f}" if len(mean)
+                                else "—"),
+                 "seeds ok": f"{len(ok)}/{len(per_seed)}", "hidden": group.d_hidden.iloc[0],
+                 "params": group.params.iloc[0] if group.params.iloc[0] != "" else "—"}
+        bad = per_seed[per_seed.status != "ok"]
+        entry["status"] = "ok" if bad.empty else f"{bad.status.iloc[0]}: {bad.message.iloc[0][:70]}"
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def write_report(run_dir: Path, plots: list[Path] | None = None) -> Path:
     df = pd.read_csv(run_dir / "results.csv", keep_default_na=False)
     env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
     device = env.get("gpu") or env.get("cpu", "?")
@@ -95,6 +115,11 @@ def write_report(run_dir: Path) -> Path:
              markdown(metric_table(df, "flops", ["flops_matmul", "flops_matmul_elementwise", "flops_analytic",
                                                  "flops_fvcore", "flops_effective", "active_fraction"], 1e9, "G")),
              ""]
+    if (df.harness == "accuracy").any():
+        lines += ["## Accuracy", "", "Test metric of the checkpoint chosen on validation, mean ± std over seeds; "
+                  "`hidden` is the width matched to the MLP's parameters.", "", markdown(accuracy_table(df)), ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots if p.suffix == ".png"] + [""]
     failed = df[df.status != "ok"]
     if len(failed):
         lines += ["## Not ok", "", markdown(failed[[*CONFIG, "harness", "mode", "metric", "status", "message"]]
