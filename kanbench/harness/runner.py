@@ -317,7 +317,6 @@ class Runner:
         """Mean and std over seeds of each (variant, task) test metric whose seeds all finished (seed -1 rows)."""
         import pandas as pd
 
-        self.writer._file.flush()
         df = pd.read_csv(self.out_dir / "results.csv", keep_default_na=False)
         acc = df[(df.harness == "accuracy") & df.metric.str.startswith("test_")]
         if acc.empty:
