@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import sys
 import time
@@ -149,8 +150,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume and (out_dir / "env.json").exists():
-        run_id = out_dir.name
+    if args.resume and (out_dir / "env.json").exists():  # a resumed run keeps its id
+        run_id = json.loads((out_dir / "env.json").read_text()).get("run_id", out_dir.name)
     started = time.perf_counter()
     env = environment(device, sys.argv[1:] if args.command == "run" else None)
     env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
