@@ -154,8 +154,8 @@ def test_mlp_flops_equal_the_textbook_count_exactly(tmp_path):
 
 
 def test_spark_flops_have_an_effective_column_and_the_active_fraction(tmp_path):
-    code, df, _ = run(tmp_path, "--variants", "spark_ffn", "--harness", "flops", "--d-hidden", "256",
-                      "--tokens", "64")
+    code, df, _ = run(tmp_path, "--variants", "spark_ffn", "--impl", "reference", "--harness", "flops",
+                      "--d-hidden", "256", "--tokens", "64")
     fwd = df[df["mode"] == "fwd_no_grad"].set_index("metric").value.astype(float)
     assert 0.04 < fwd["active_fraction"] < 0.12
     assert fwd["flops_effective"] < fwd["flops_matmul"]

@@ -203,7 +203,18 @@ def print_accuracy(df: pd.DataFrame, console: Console) -> None:
 def print_summary(csv_path: Path, console: Console) -> None:
     df = pd.read_csv(csv_path, keep_default_na=False)
     print_accuracy(df, console)
+    print_latency(df, console)
+    failed = df[(df.status != "ok") & (df.harness != "latency") & (df.status != "skipped")]
+    if len(failed):
+        console.print(f"[yellow]{len(failed)} non-latency rows with status != ok:[/]")
+        for r in failed.head(10).itertuples():
+            console.print(f"  {r.harness} {r.variant}/{r.impl} {r.mode} {r.metric}: {r.status} {r.message[:100]}")
+
+
+def print_latency(df: pd.DataFrame, console: Console) -> None:
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
+    if lat.empty:
+        return
     table = Table(title="latency (ms): median, p20–p80 spread; failures show their status")
     for col in ("variant", "impl", "dtype", "tokens", "d_model", "mode", "median", "p20–p80", "over floor",
                 "status"):
@@ -221,8 +232,3 @@ def print_summary(csv_path: Path, console: Console) -> None:
         over_txt = f"{float(over.value.iloc[0]):.1f}×" if len(over) and over.value.iloc[0] != "" else "-"
         table.add_row(*[str(k) for k in key], median, spread, over_txt, status)
     console.print(table)
-    failed = df[(df.status != "ok") & (df.harness != "latency") & (df.status != "skipped")]
-    if len(failed):
-        console.print(f"[yellow]{len(failed)} non-latency rows with status != ok:[/]")
-        for r in failed.head(10).itertuples():
-            console.print(f"  {r.harness} {r.variant}/{r.impl} {r.mode} {r.metric}: {r.status} {r.message[:100]}")

@@ -124,12 +124,13 @@ class Runner:
         self.done = done_keys(out_dir / "results.csv") if resume else set()
         self.writer = ResultWriter(out_dir / "results.csv")
         samples_path = out_dir / "samples.csv"
-        new = not samples_path.exists()
+        new = not samples_path.exists() or samples_path.stat().st_size == 0
         self._samples_file = samples_path.open("a", newline="")
         self._samples = csv.writer(self._samples_file)
         if new:
             self._samples.writerow(["run_id", "variant", "impl", "form", "mode", "device", "dtype", "tokens",
                                     "d_model", "d_hidden", "hparams", "seed", "method", "sample", "ms"])
+            self._samples_file.flush()
         self._modules: dict[tuple, torch.nn.Module] = {}
         self._gates: dict[tuple, correctness.GateResult] = {}
 

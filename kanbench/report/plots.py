@@ -201,7 +201,7 @@ def write_plots(run_dir: Path) -> list[Path]:
     """Every plot this run has data for; returns the files written."""
     results = pd.read_csv(run_dir / "results.csv", keep_default_na=False)
     samples_path = run_dir / "samples.csv"
-    samples = pd.read_csv(samples_path) if samples_path.exists() else pd.DataFrame()
+    samples = pd.read_csv(samples_path) if samples_path.exists() and samples_path.stat().st_size else pd.DataFrame()
     if not samples.empty:
         samples = samples[samples.method.str.contains("graph") == False]  # noqa: E712 - eager samples only
     out = run_dir / "plots"
