@@ -175,24 +175,27 @@ def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]
         return []
     med = lat.assign(ms=lat.value.astype(float)).groupby(["variant", "impl", "tokens"]).ms.median().reset_index()
     spark = med[med.variant == "spark_ffn"]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    styles = ["-", "--", ":", "-."]
     for dense in sorted(set(med.variant) - {"spark_ffn"}):
         base = med[(med.variant == dense) & (med.impl == "reference")].set_index("tokens").ms
-        for impl, part in spark.groupby("impl"):
+        for style, (impl, part) in zip(styles, spark.groupby("impl"), strict=False):
             part = part[part.tokens.isin(base.index)]
-            ax.plot(part.tokens, base[part.tokens].values / part.ms.values, "o-", color=colours[dense],
+            ax.plot(part.tokens, base[part.tokens].values / part.ms.values, "o" + style, color=colours[dense],
                     label=f"spark_ffn/{impl} vs {dense}")
     ax.axhline(1.0, color="grey", lw=1)
     ax.set(xscale="log", xlabel="batch (tokens per decode step, log)", ylabel="speed-up (dense ms / Spark ms)")
+    handles, labels = ax.get_legend_handles_labels()
     active = results[(results.metric == "active_fraction") & (results.variant == "spark_ffn") &
                      (results["mode"] == "decode")]
     if not active.empty:
         frac = active.assign(f=active.value.astype(float)).groupby("tokens").f.mean()
         twin = ax.twinx()
-        twin.plot(frac.index, frac.values, "s:", color="black", label="active fraction (mean per row)")
-        twin.set_ylabel("active fraction")
-        twin.legend(loc="lower right", frameon=False, fontsize=8)
-    ax.legend(loc="lower left", frameon=False, fontsize=8)
+        twin.grid(False)
+        line = twin.plot(frac.index, frac.values, "s:", color="black", label="per-row active fraction (right)")
+        twin.set_ylabel("per-row active fraction")
+        handles, labels = handles + line, labels + [line[0].get_label()]
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
     ax.set_title("Spark FFN decode speed-up against batch size")
     return _save(fig, out, "spark_speedup_vs_batch")
 
