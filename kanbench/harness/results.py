@@ -41,8 +41,17 @@ class Config:
 
     def key(self, harness: str, mode: str) -> tuple:
         """Identity of one unit of work, for --resume."""
-        return (self.variant, self.impl, self.form, harness, mode, self.device, self.dtype, str(self.tokens),
-                str(self.d_model), str(self.d_hidden), self.hparams_json(), str(self.seed))
+        return unit_key({**asdict(self), "hparams": self.hparams_json(), "harness": harness, "mode": mode})
+
+
+# The CSV columns that identify one unit of work: a configuration under one harness and mode.
+KEY_COLUMNS = ("variant", "impl", "form", "harness", "mode", "device", "dtype", "tokens", "d_model", "d_hidden",
+               "hparams", "seed")
+
+
+def unit_key(fields: dict[str, Any]) -> tuple:
+    """The unit's identity from a configuration's fields or a CSV row (values compared as their CSV text)."""
+    return tuple(str(fields[c]) for c in KEY_COLUMNS)
 
 
 def row(config: Config, run_id: str, harness: str, mode: str, metric: str, value: float | None, unit: str,
@@ -85,9 +94,5 @@ def done_keys(path: Path) -> set[tuple]:
     """Units of work already recorded in a results.csv (any status), for --resume."""
     if not path.exists():
         return set()
-    keys = set()
     with path.open(newline="") as f:
-        for r in csv.DictReader(f):
-            keys.add((r["variant"], r["impl"], r["form"], r["harness"], r["mode"], r["device"], r["dtype"],
-                      r["tokens"], r["d_model"], r["d_hidden"], r["hparams"], r["seed"]))
-    return keys
+        return {unit_key(r) for r in csv.DictReader(f)}

@@ -5,7 +5,6 @@ status and the sweep goes on."""
 from __future__ import annotations
 
 import csv
-import json
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kanbench import registry
 from kanbench.harness import accuracy, correctness, flops, latency, memory
 from kanbench.harness.env import DTYPES
-from kanbench.harness.presets import Preset
+from kanbench.harness.presets import MEASUREMENTS, Preset
 from kanbench.harness.results import Config, ResultWriter, done_keys, row
 from kanbench.harness.workload import build, output_width, workload
 
@@ -34,7 +33,6 @@ class Plan:
     samples: int
     min_run_time: float
     cuda_graph: bool = False
-    notes: list[str] = field(default_factory=list)
     # accuracy: (configuration, task) per variant × task × seed; the configuration's d_hidden is the matched width
     accuracy_items: list[tuple[Config, str]] = field(default_factory=list)
     accuracy_quick: bool = True
@@ -60,7 +58,7 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
     modes_main = tuple(m for m in preset.modes if m != "decode")
     token_sets: list[tuple[list[int], tuple[str, ...]]] = []
     main_tokens = tokens if tokens is not None else list(preset.tokens)
-    measuring = any(h in harnesses for h in ("latency", "flops", "memory"))
+    measuring = any(h in harnesses for h in MEASUREMENTS)
     if main_tokens and modes_main and measuring:
         token_sets.append((main_tokens, modes_main))
     if "decode" in preset.modes and preset.decode_tokens and measuring:
@@ -221,13 +219,13 @@ class Runner:
         module = self.module(config)
         rows = [row(config, self.run_id, "memory", mode, "param_bytes", memory.parameter_bytes(module), "B",
                     params=params)]
+        on_cuda = config.device.startswith("cuda")
+        work = workload(config, mode, module) if mode == "fwd_bwd" or on_cuda else None
         if mode == "fwd_bwd":
-            x = workload(config, mode, module).x
             rows.append(row(config, self.run_id, "memory", mode, "saved_for_backward", memory.
-                            saved_for_backward_bytes(module, x), "B", params=params,
+                            saved_for_backward_bytes(module, work.x), "B", params=params,
                             message="distinct saved tensors, parameters excluded"))
-        if config.device.startswith("cuda"):
-            work = workload(config, mode, module)
+        if on_cuda:
             rows.append(row(config, self.run_id, "memory", mode, "peak_over_baseline",
                             memory.peak_over_baseline_bytes(work.fn, config.device), "B", params=params,
                             message="max_memory_allocated during one call minus memory_allocated before it"))
@@ -344,12 +342,3 @@ class Runner:
         self.writer.close()
         self._samples_file.close()
 
-
-def plan_summary(plan: Plan) -> dict[str, Any]:
-    return {"preset": plan.preset.name, "configurations": len(plan.items), "harnesses": list(plan.harnesses),
-            "threads": plan.threads, "notes": plan.notes,
-            "variants": sorted({c.variant for c, _ in plan.items})}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)
