@@ -16,11 +16,11 @@ coefficient gradients.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
+
+from kanbench.kernels.launch import check_launchable
 
 N_TERMS = 10  # 6 numerator + 4 denominator partial sums per channel
 
@@ -149,12 +149,7 @@ def _blocks(D: int, tile: int) -> tuple[int, int]:
 
 
 def _check(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> int:
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    if x.device.type != "cuda" and not (interpreted and x.device.type == "cpu"):
-        # a launch with pointers that are not device memory (meta, or CPU tensors on a GPU build) would corrupt
-        # the CUDA context instead of failing here
-        raise ValueError(f"grkan triton: tensors must be on a CUDA device (or on the CPU under TRITON_INTERPRET=1), "
-                         f"got {x.device.type}.")
+    check_launchable(x, "grkan triton")
     groups = denominator.shape[0]
     D = x.shape[-1]
     if D % groups:
@@ -162,8 +157,6 @@ def _check(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) 
     if numerator.shape not in ((1, 6), (groups, 6)) or denominator.shape != (groups, 4):
         raise ValueError(f"grkan triton: numerator must be (1, 6) or ({groups}, 6) and denominator ({groups}, 4); "
                          f"got {tuple(numerator.shape)} and {tuple(denominator.shape)}.")
-    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"grkan triton: inputs must be float32, bfloat16 or float16, got {x.dtype}.")
     return groups
 
 

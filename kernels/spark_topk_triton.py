@@ -10,12 +10,11 @@ bf16 in, fp32 arithmetic, output in the input dtype.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from kanbench.kernels.launch import check_launchable
 from kanbench.variants.spark_ffn import quantile_factor
 
 
@@ -49,14 +48,6 @@ def _topk_bwd_kernel(z_ptr, g_ptr, mean_ptr, std_ptr, dz_ptr, d, c, BLOCK: tl.co
     tl.store(dz_ptr + row * d + cols, dz.to(dz_ptr.dtype.element_ty), mask=mask)
 
 
-def _check(z: torch.Tensor) -> None:
-    if z.device.type != "cuda" and not (os.environ.get("TRITON_INTERPRET") == "1" and z.device.type == "cpu"):
-        raise ValueError(f"spark triton: tensors must be on a CUDA device (or on the CPU under TRITON_INTERPRET=1), "
-                         f"got {z.device.type}.")
-    if z.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"spark triton: inputs must be float32, bfloat16 or float16, got {z.dtype}.")
-
-
 def _warps(block: int) -> int:
     return max(1, min(16, block // 512))
 
@@ -64,7 +55,7 @@ def _warps(block: int) -> int:
 class _StatTopK(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
-        _check(z)
+        check_launchable(z, "spark triton")
         d = z.shape[-1]
         z2 = z.reshape(-1, d).contiguous()
         rows = z2.shape[0]
