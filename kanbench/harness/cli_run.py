@@ -139,13 +139,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                      args.cuda_graph, tasks, args.match, args.seeds or 3)
     if not plan.items and not plan.accuracy_items:
         raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
-    for config, _ in plan.items:  # impossible shapes fail here, before anything runs
-        spec = registry.get_variant(config.variant)
-        hp = spec.hparams(config.hparams)
-        if config.form == "block":
-            spec.validate_block(config.d_model, config.d_hidden, hp)
-        else:
-            spec.validate(config.d_model, config.d_hidden, **hp)
+    for config, _ in plan.items:  # impossible shapes fail here, before anything runs (cost validates per form)
+        registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
 
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)
