@@ -13,28 +13,23 @@ from kanbench import registry
 from kanbench.costs import Cost
 
 
-def layer_widths(d_in: int, hidden: int, d_out: int) -> list[tuple[int, int]]:
-    return [(d_in, hidden), (hidden, d_out)]
+def network_layers(variant: str, d_in: int, hidden: int, d_out: int,
+                   **hparams: Any) -> list[tuple[int, int, dict[str, Any]]]:
+    """``d_in → hidden → d_out`` as (d_in, d_out, hparams) per layer; the last layer takes the variant's
+    ``last_layer_hparams`` (e.g. no activation after the MLP's last Linear)."""
+    last = registry.get_variant(variant).last_layer_hparams
+    return [(d_in, hidden, dict(hparams)), (hidden, d_out, {**hparams, **last})]
 
 
 def build_network(variant: str, d_in: int, hidden: int, d_out: int, **hparams: Any) -> nn.Module:
-    """``d_in → hidden → d_out`` from the variant's layer form; the last layer takes the variant's
-    ``last_layer_hparams`` (e.g. no activation after the MLP's last Linear)."""
-    spec = registry.get_variant(variant)
-    widths = layer_widths(d_in, hidden, d_out)
-    layers = []
-    for i, (a, b) in enumerate(widths):
-        hp = {**hparams, **(spec.last_layer_hparams if i == len(widths) - 1 else {})}
-        layers.append(registry.create_layer(variant, a, b, **hp))
-    return nn.Sequential(*layers)
+    """The network of :func:`network_layers`, from the variant's layer form."""
+    return nn.Sequential(*(registry.create_layer(variant, a, b, **hp)
+                           for a, b, hp in network_layers(variant, d_in, hidden, d_out, **hparams)))
 
 
 def network_cost(variant: str, d_in: int, hidden: int, d_out: int, **hparams: Any) -> Cost:
-    spec = registry.get_variant(variant)
-    widths = layer_widths(d_in, hidden, d_out)
     total = Cost(0, 0, 0)
-    for i, (a, b) in enumerate(widths):
-        hp = {**hparams, **(spec.last_layer_hparams if i == len(widths) - 1 else {})}
+    for a, b, hp in network_layers(variant, d_in, hidden, d_out, **hparams):
         total = total + registry.layer_cost(variant, a, b, **hp)
     return total
 
