@@ -1,5 +1,14 @@
-"""The ``triton`` impl of ``spark_ffn``: the reference FFN with the fused statistical top-k kernels (the matmuls
-stay dense: this is the training path). Triton is imported when the kernel first runs."""
+"""The ``triton`` impl of ``spark_ffn``: one module, two paths, chosen per call from what the call needs.
+
+- Decode (no gradient needed, at most ``MAX_DECODE_ROWS`` rows): the sparse decode kernels
+  (kernels/spark_decode_triton.py) compute only the neurons active in some row; the union's size is kept on the
+  device (``last_union_fraction`` reads it).
+- Training, or more rows than a decode batch (where the union is nearly every neuron): the fused statistical top-k
+  kernels (kernels/spark_topk_triton.py) with dense matmuls.
+
+The rule depends only on shapes and grad mode, never on data, so a CUDA graph captures one fixed path. Triton is
+imported when a kernel first runs.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +16,43 @@ from typing import Any
 
 import torch
 
-from kanbench.kernels.grkan import triton_unavailable
+from kanbench.kernels.launch import triton_emulated, triton_unavailable
+from kanbench.kernels.spark_decode_layout import MAX_DECODE_ROWS, neuron_rows
 from kanbench.registry import Impl, register_impl
-from kanbench.variants.spark_ffn import SparkFFN
+from kanbench.variants.spark_ffn import SparkFFN, quantile_factor
 
 
 class TritonSparkFFN(SparkFFN):
-    """:class:`SparkFFN` with the fused statistical top-k."""
+    """:class:`SparkFFN` with the sparse decode kernels (inference, small batches) and the fused top-k (training)."""
+
+    def uses_decode_path(self, q: torch.Tensor) -> bool:
+        rows = q.numel() // q.shape[-1]
+        needs_grad = torch.is_grad_enabled() and (q.requires_grad or self.K.requires_grad or self.V.requires_grad)
+        return not needs_grad and 1 <= rows <= MAX_DECODE_ROWS
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
+        if self.uses_decode_path(q):
+            return self._decode(q)
         from kanbench.kernels.spark_topk_triton import statistical_topk_triton
 
         scores = q[..., : self.r] @ self.K[: self.r]
         sparse = statistical_topk_triton(scores, self.k)
         if self.track_active:
-            self._active = (sparse > 0).float().mean().detach()
+            self._track(sparse > 0)
         gate = q[..., self.r :] @ self.K[self.r :]
         return (torch.nn.functional.gelu(sparse) * gate) @ self.V.T
+
+    def _decode(self, q: torch.Tensor) -> torch.Tensor:
+        from kanbench.kernels.spark_decode_triton import sparse_decode
+
+        k2_rows, v_rows = neuron_rows(self)
+        rows = q.reshape(-1, q.shape[-1])
+        y, z, theta, _, count = sparse_decode(rows, self.K, k2_rows, v_rows, self.r,
+                                              quantile_factor(self.k, self.d_hidden))
+        self._union_count = count  # the kernels' own count, read only when asked
+        if self.track_active:
+            self._active = (z.float() > theta[:, None]).float().mean()
+        return y.reshape(q.shape)
 
 
 def block(d_model: int, d_hidden: int, **hp: Any) -> TritonSparkFFN:
@@ -32,5 +61,8 @@ def block(d_model: int, d_hidden: int, **hp: Any) -> TritonSparkFFN:
 
 register_impl("spark_ffn", Impl(
     "triton", block=block, devices=("cpu", "cuda"), dtypes=(torch.float32, torch.bfloat16, torch.float16),
-    unavailable=triton_unavailable, description="fused statistical top-k (forward and backward), dense matmuls",
+    unavailable=triton_unavailable, emulated=triton_emulated,
+    description=f"inference at <= {MAX_DECODE_ROWS} rows: sparse decode kernels (predictor, threshold, compaction "
+                "of the union of active neurons, gather-matvecs); training and larger batches: fused statistical "
+                "top-k with dense matmuls",
 ))

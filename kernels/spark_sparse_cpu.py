@@ -7,9 +7,8 @@ indices of the active neurons (for a batch, the union of every row's active set,
 selected rows of Vᵀ. Neurons in the union but inactive for a row get GELU(max(z - θ, 0)) = 0 there, so the output
 equals the dense computation with the same mask.
 
-Selecting columns of K (d_model × d_ff, row-major) is a strided gather; the module keeps contiguous copies of K2ᵀ
-and Vᵀ (rebuilt whenever the parameters change), so each selected neuron is one contiguous row. With gradients
-enabled it gathers from the parameters themselves, so the same sparse computation also trains.
+Each selected neuron's weights are read as one contiguous row of K2ᵀ and Vᵀ (kernels/spark_decode_layout.py). With
+gradients enabled it gathers from the parameters themselves, so the same sparse computation also trains.
 """
 
 from __future__ import annotations
@@ -19,24 +18,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from kanbench.kernels.spark_decode_layout import neuron_rows
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.spark_ffn import SparkFFN, quantile_factor
 
 
 class SparseCPUSparkFFN(SparkFFN):
     """:class:`SparkFFN` computing only the active neurons (the union over the batch)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._transposed: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
-        self.last_union_fraction: float = float("nan")
-
-    def _rows(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contiguous K2ᵀ (d_ff × (d_model - r)) and Vᵀ (d_ff × d_model), cached on the parameters' versions."""
-        key = (self.K._version, self.V._version, self.K.data_ptr(), self.V.data_ptr(), self.K.dtype)
-        if self._transposed is None or self._transposed[0] != key:
-            self._transposed = (key, self.K[self.r:].detach().T.contiguous(), self.V.detach().T.contiguous())
-        return self._transposed[1], self._transposed[2]
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         lead, d = q.shape[:-1], q.shape[-1]
@@ -45,7 +33,7 @@ class SparseCPUSparkFFN(SparkFFN):
         var, mean = torch.var_mean(scores, dim=-1, keepdim=True, correction=0)
         theta = mean + var.sqrt() * quantile_factor(self.k, self.d_hidden)
         active = (scores > theta).any(dim=0).nonzero().squeeze(-1)  # union of the rows' active sets
-        self.last_union_fraction = active.numel() / self.d_hidden
+        self._union_count = active.numel()
         if self.track_active:
             self._active = (scores > theta).float().mean().detach()
         sparse = F.relu(scores.index_select(-1, active) - theta)
@@ -53,7 +41,7 @@ class SparseCPUSparkFFN(SparkFFN):
             gate = q[:, self.r:] @ self.K[self.r:].index_select(1, active)
             out = (F.gelu(sparse) * gate) @ self.V.index_select(1, active).T
         else:
-            k2_rows, v_rows = self._rows()
+            k2_rows, v_rows = neuron_rows(self)
             gate = q[:, self.r:] @ k2_rows.index_select(0, active).T
             out = (F.gelu(sparse) * gate) @ v_rows.index_select(0, active)
         return out.reshape(*lead, d)

@@ -19,14 +19,20 @@ from kanbench.variants.spark_ffn import quantile_factor
 
 
 @triton.jit
+def row_mean_std(z, mask, d):
+    """Mean and population std of the masked entries of a row held in registers (fp32, two-pass for accuracy)."""
+    mean = tl.sum(z, axis=0) / d
+    centred = tl.where(mask, z - mean, 0.0)
+    return mean, tl.sqrt(tl.sum(centred * centred, axis=0) / d)
+
+
+@triton.jit
 def _topk_fwd_kernel(z_ptr, out_ptr, mean_ptr, std_ptr, d, c, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < d
     z = tl.load(z_ptr + row * d + cols, mask=mask, other=0.0).to(tl.float32)
-    mean = tl.sum(z, axis=0) / d
-    centred = tl.where(mask, z - mean, 0.0)
-    std = tl.sqrt(tl.sum(centred * centred, axis=0) / d)
+    mean, std = row_mean_std(z, mask, d)
     out = tl.maximum(z - (mean + std * c), 0.0)
     tl.store(out_ptr + row * d + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
     tl.store(mean_ptr + row, mean)
@@ -48,7 +54,8 @@ def _topk_bwd_kernel(z_ptr, g_ptr, mean_ptr, std_ptr, dz_ptr, d, c, BLOCK: tl.co
     tl.store(dz_ptr + row * d + cols, dz.to(dz_ptr.dtype.element_ty), mask=mask)
 
 
-def _warps(block: int) -> int:
+def row_warps(block: int) -> int:
+    """Warps for a one-row-per-program kernel over ``block`` elements."""
     return max(1, min(16, block // 512))
 
 
@@ -64,7 +71,7 @@ class _StatTopK(torch.autograd.Function):
         std = torch.empty_like(mean)
         c = quantile_factor(k, d)
         block = triton.next_power_of_2(d)
-        _topk_fwd_kernel[(rows,)](z2, out, mean, std, d, c, BLOCK=block, num_warps=_warps(block))
+        _topk_fwd_kernel[(rows,)](z2, out, mean, std, d, c, BLOCK=block, num_warps=row_warps(block))
         ctx.save_for_backward(z2, mean, std)
         ctx.c, ctx.shape = c, z.shape
         return out.reshape(z.shape)
@@ -76,7 +83,7 @@ class _StatTopK(torch.autograd.Function):
         g2 = g.reshape(-1, d).contiguous()
         dz = torch.empty_like(z2)
         block = triton.next_power_of_2(d)
-        _topk_bwd_kernel[(z2.shape[0],)](z2, g2, mean, std, dz, d, ctx.c, BLOCK=block, num_warps=_warps(block))
+        _topk_bwd_kernel[(z2.shape[0],)](z2, g2, mean, std, dz, d, ctx.c, BLOCK=block, num_warps=row_warps(block))
         return dz.reshape(ctx.shape), None
 
 

@@ -12,7 +12,7 @@ from kanbench.harness.workload import build
 from kanbench.kernels.spark_sparse_cpu import SparseCPUSparkFFN
 from kanbench.kernels.spark_topk_triton import statistical_topk_triton
 from kanbench.registry import create_block
-from kanbench.variants.spark_ffn import statistical_topk
+from kanbench.variants.spark_ffn import quantile_factor, statistical_topk
 
 CUDA = torch.cuda.is_available()
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -85,6 +85,102 @@ def test_sparse_path_rebuilds_its_transposed_weights_when_they_change():
         sparse.V.mul_(2.0)
         after = sparse(q)
     assert torch.allclose(after, 2 * before, atol=1e-6)
+
+
+def decode_inputs(batch, d_model, d_ff, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    K = (torch.rand(d_model, d_ff, generator=g) * 2 - 1) / d_model**0.5
+    V = (torch.rand(d_model, d_ff, generator=g) * 2 - 1) / d_ff**0.5
+    q = torch.randn(batch, d_model, generator=g)
+    return q.to(dtype), K.to(dtype), V.to(dtype)
+
+
+# d_ff 2500: three compaction blocks, the last partial; d_model 200 - r 90 = 110 gate inputs (not a multiple of the
+# 128-wide chunk); 200 output columns (not a multiple of 128); batch 17 pads to a 32-row tile
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_triton_decode_equals_the_dense_computation_with_its_masks(device, batch):
+    from kanbench.kernels.spark_decode_triton import sparse_decode
+
+    d_model, d_ff, r, k = 200, 2500, 90, 200
+    q, K, V = decode_inputs(batch, d_model, d_ff, seed=batch)
+    c = quantile_factor(k, d_ff)
+    args = (q.to(device), K.to(device), K[r:].T.contiguous().to(device), V.T.contiguous().to(device), r, c)
+    y, z, theta, index, count = sparse_decode(*args)
+    # the predictor and threshold: the reference's, in float64
+    z64 = q.double()[:, :r] @ K.double()[:r]
+    assert torch.allclose(z.double().cpu(), z64, atol=1e-5)
+    var, mean = torch.var_mean(z.double().cpu(), dim=-1, correction=0)
+    assert torch.allclose(theta.double().cpu(), mean + var.sqrt() * c, atol=1e-5)
+    # the active index list: exactly the union of the rows' masks, ascending
+    kept = z.cpu().float() > theta.cpu()[:, None]
+    union = kept.any(0).nonzero().squeeze(-1)
+    n = int(count)
+    assert n == union.numel() and 0 < n < d_ff
+    assert torch.equal(index[:n].cpu().long(), union)
+    if batch > 1:
+        assert n > kept.sum(1).max()  # the union is larger than any one row's set
+    # the output: the dense computation with the kernel's masks, in float64
+    h = torch.nn.functional.gelu(torch.relu(z.double().cpu() - theta.double().cpu()[:, None]))
+    dense = (h * (q.double()[:, r:] @ K.double()[r:])) @ V.double().T
+    assert float((y.double().cpu() - dense).norm() / dense.norm()) < 1e-5
+    # deterministic: the second stage sums in a fixed order
+    assert torch.equal(sparse_decode(*args)[0], y)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_decode_in_bf16_and_its_reported_fractions(device):
+    torch.manual_seed(0)
+    reference = create_block("spark_ffn", 128, 1500).to(device=device, dtype=torch.bfloat16)
+    fused = create_block("spark_ffn", 128, 1500, impl="triton").to(device=device, dtype=torch.bfloat16)
+    fused.load_state_dict(reference.state_dict())
+    q = torch.randn(4, 128).to(device=device, dtype=torch.bfloat16)
+    reference.track_active = fused.track_active = True
+    with torch.no_grad():
+        assert fused.uses_decode_path(q)
+        y, y_ref = fused(q), reference(q.double().to(torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    y64 = reference.double()(q.double()).detach()
+    assert float((y.double() - y64).norm() / y64.norm()) < 2e-2
+    assert float((y_ref.double() - y64).norm() / y64.norm()) < 2e-2
+    # the kernels' union and per-row fractions against the reference's (θ rounds differently in bf16: a few
+    # neurons at the threshold may differ)
+    assert 0.08 < fused.last_union_fraction < 1
+    assert fused.last_union_fraction == pytest.approx(reference.last_union_fraction, abs=5 / 1500)
+    assert fused.last_active_fraction == pytest.approx(reference.last_active_fraction, abs=5 / 1500)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_impl_takes_the_training_path_with_gradients_and_for_large_batches(device):
+    module = create_block("spark_ffn", 32, 400, impl="triton").to(device)
+    small, large = torch.randn(8, 32, device=device), torch.randn(65, 32, device=device)
+    assert not module.uses_decode_path(small)  # the parameters need gradients: training path
+    with torch.no_grad():
+        assert module.uses_decode_path(small) and not module.uses_decode_path(large)
+    module.requires_grad_(False)
+    assert module.uses_decode_path(small) and not module.uses_decode_path(small.clone().requires_grad_())
+    # the training path's gradients are the reference's
+    reference = create_block("spark_ffn", 32, 400).to(device)
+    module.requires_grad_(True).load_state_dict(reference.state_dict())
+    up = torch.randn(8, 32, device=device)
+    module(small).backward(up)
+    reference(small).backward(up)
+    assert torch.allclose(module.K.grad, reference.K.grad, atol=1e-5)
+
+
+def test_triton_decode_rejects_batches_it_cannot_take():
+    from kanbench.kernels.spark_decode_triton import sparse_decode
+
+    if not INTERPRETED and not CUDA:
+        pytest.skip("needs TRITON_INTERPRET=1 or a GPU to reach the shape checks")
+    device = "cuda" if CUDA and not INTERPRETED else "cpu"
+    q, K, V = decode_inputs(65, 32, 400, seed=0)
+    with pytest.raises(ValueError, match="1..64 rows"):
+        sparse_decode(q.to(device), K.to(device), K[16:].T.contiguous().to(device), V.T.contiguous().to(device),
+                      16, 1.4)
+    with pytest.raises(ValueError, match="k2_rows must be"):
+        sparse_decode(q[:2].to(device), K.to(device), K.T.contiguous().to(device), V.T.contiguous().to(device),
+                      16, 1.4)
 
 
 @pytest.mark.parametrize("impl", ["sparse_cpu", "triton"])

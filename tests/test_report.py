@@ -54,7 +54,8 @@ def synthetic_run(folder: Path, slow: dict[str, float] | None = None, noise: flo
                 "ms", "median", batch)
         if variant == "spark_ffn":
             for batch in (1, 4, 16):
-                add(variant, "flops", "decode", "active_fraction", 1 - 0.92**batch, "fraction", tokens=batch)
+                add(variant, "flops", "decode", "active_fraction", 0.08, "fraction", tokens=batch)
+                add(variant, "flops", "decode", "active_union_fraction", 1 - 0.92**batch, "fraction", tokens=batch)
         for seed in range(3):
             add(variant, "accuracy", "digits", "test_accuracy", 0.9 + 0.01 * i + 0.001 * seed, "fraction",
                 params=1000 * (1 + i), seed=seed)
@@ -77,6 +78,9 @@ def test_report_writes_every_plot_and_tables_with_every_variant_and_status(tmp_p
         assert f"| {variant} |" in text
     assert "oom: OutOfMemoryError" in text  # the failed configuration shows its status, not a blank
     assert "## Accuracy" in text and "0.9" in text
+    # fractions are shown as fractions (not scaled like the FLOP columns), the union beside the per-row share
+    spark_rows = text.split("## Spark active fractions")[1].split("##")[0]
+    assert "| spark_ffn | reference | fp32 | block | 16 | 64 | 0 | decode | 0.08 | 0.7366 |" in spark_rows
     assert "![latency_by_variant](plots/latency_by_variant.png)" in text
 
 

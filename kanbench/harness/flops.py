@@ -59,12 +59,15 @@ def fvcore_flops(config: Config, module: torch.nn.Module) -> float | None:
         return float(analysis.total())
 
 
-def measure_active_fraction(config: Config, module: torch.nn.Module) -> float:
+def measure_active_fractions(config: Config, module: torch.nn.Module) -> tuple[float, float]:
+    """(active, union) fractions of a Spark FFN on a held-out input of the configuration's shape: the share of
+    (row, neuron) pairs the threshold keeps, and the share of neurons active in at least one row (what a sparse
+    decode path computes). Measured on the impl's own module, so a kernel reports its own counts."""
     module.track_active = True
     try:
         with torch.no_grad():
             module(sample_input(config, seed_offset=3))
-        return module.last_active_fraction
+        return module.last_active_fraction, module.last_union_fraction
     finally:
         module.track_active = False
 
@@ -75,6 +78,7 @@ def flop_metrics(config: Config, module: torch.nn.Module, mode: str) -> list[tup
     backward = mode == "fwd_bwd"
     n = config.tokens
     analytic = registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
+    impl_module = module
     module, how = counting_module(config, module)
     count = counted(config, module, backward)
     assumed = "assumed 1/elem: " + ",".join(sorted(count.assumed_ops)) if count.assumed_ops else ""
@@ -89,9 +93,11 @@ def flop_metrics(config: Config, module: torch.nn.Module, mode: str) -> list[tup
         out.append(("flops_fvcore", value, "fvcore-flop (1 MAC)",
                     "fvcore cross-check" + how if value is not None else "fvcore not installed"))
     if config.variant == "spark_ffn" and config.form == "block":
-        fraction = measure_active_fraction(config, module)
+        fraction, union = measure_active_fractions(config, impl_module)
         effective = n * effective_flops(config.d_model, config.d_hidden, fraction, module.r)
         out.append(("active_fraction", fraction, "fraction", f"target k/d_ff = {module.k / config.d_hidden:.4f}"))
+        out.append(("active_union_fraction", union, "fraction",
+                    f"neurons active in any of the {n} rows (a sparse path computes these)"))
         out.append(("flops_effective", 3 * effective if backward else effective, "FLOP",
                     "matmul FLOPs over the active neurons only"))
     return out

@@ -168,7 +168,7 @@ def accuracy_plots(results: pd.DataFrame, out: Path, colours: dict) -> list[Path
 
 
 def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
-    """Spark decode speed-up over the dense FFNs against batch size, with the achieved active fraction."""
+    """Spark decode speed-up over the dense FFNs against batch size, with the achieved active and union fractions."""
     lat = results[(results.metric == "latency") & (results.stat == "median") & (results.status == "ok") &
                   (results["mode"] == "decode")]
     if "spark_ffn" not in set(lat.variant) or lat.tokens.nunique() < 2:
@@ -186,15 +186,19 @@ def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]
     ax.axhline(1.0, color="grey", lw=1)
     ax.set(xscale="log", xlabel="batch (tokens per decode step, log)", ylabel="speed-up (dense ms / Spark ms)")
     handles, labels = ax.get_legend_handles_labels()
-    active = results[(results.metric == "active_fraction") & (results.variant == "spark_ffn") &
-                     (results["mode"] == "decode")]
-    if not active.empty:
-        frac = active.assign(f=active.value.astype(float)).groupby("tokens").f.mean()
+    fractions = results[results.metric.isin(["active_union_fraction", "active_fraction"]) &
+                        (results.variant == "spark_ffn") & (results["mode"] == "decode")]
+    if not fractions.empty:
         twin = ax.twinx()
         twin.grid(False)
-        line = twin.plot(frac.index, frac.values, "s:", color="black", label="per-row active fraction (right)")
-        twin.set_ylabel("per-row active fraction")
-        handles, labels = handles + line, labels + [line[0].get_label()]
+        labels_by_metric = {"active_union_fraction": ("union of the batch's active neurons (right)", "s-"),
+                            "active_fraction": ("per-row active fraction (right)", "s:")}
+        for metric, part in fractions.groupby("metric"):
+            frac = part.assign(f=part.value.astype(float)).groupby("tokens").f.mean()
+            label, style = labels_by_metric[metric]
+            handles += twin.plot(frac.index, frac.values, style, color="black", alpha=0.6, label=label)
+            labels.append(label)
+        twin.set(ylabel="fraction of neurons computed", ylim=(0, 1.05))
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
     ax.set_title("Spark FFN decode speed-up against batch size")
     return _save(fig, out, "spark_speedup_vs_batch")

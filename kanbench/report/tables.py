@@ -113,8 +113,14 @@ def write_report(run_dir: Path, plots: list[Path] | None = None) -> Path:
              "", "## FLOPs", "", "1 multiply-add = 2 FLOPs except fvcore's column (1 MAC = 1 flop); forward+backward "
              "in the `fwd_bwd` rows.", "",
              markdown(metric_table(df, "flops", ["flops_matmul", "flops_matmul_elementwise", "flops_analytic",
-                                                 "flops_fvcore", "flops_effective", "active_fraction"], 1e9, "G")),
+                                                 "flops_fvcore", "flops_effective"], 1e9, "G")),
              ""]
+    fractions = ["active_fraction", "active_union_fraction"]
+    if df.metric.isin(fractions).any():
+        lines += ["## Spark active fractions", "", "Share of (row, neuron) pairs the statistical threshold keeps "
+                  "(target k/d_ff), and share of neurons active in at least one row of the batch: what a sparse "
+                  "decode path computes. Measured by each impl on a held-out input of the row's shape.", "",
+                  markdown(metric_table(df, "flops", fractions, 1, "fraction")), ""]
     if (df.harness == "accuracy").any():
         lines += ["## Accuracy", "", "Test metric of the checkpoint chosen on validation, mean ± std over seeds; "
                   "`hidden` is the width matched to the MLP's parameters.", "", markdown(accuracy_table(df)), ""]

@@ -124,8 +124,10 @@ class SparkFFN(nn.Module):
     """``y = V · [GELU(StatTopk_k(K1ᵀ q[:r])) ⊙ (K2ᵀ q[r:])]`` (see the module docstring).
 
     With ``track_active = True``, each forward records the fraction of neurons the threshold kept
-    (``last_active_fraction``), since the achieved fraction drifts from k/d_ff when the predictor's outputs are not
-    Gaussian. It is off by default so that timing and FLOP counting see only the FFN's own work.
+    (``last_active_fraction``, over every row) and the fraction active in at least one row of the batch
+    (``last_union_fraction``: what a sparse decode path must compute), since the achieved fraction drifts from
+    k/d_ff when the predictor's outputs are not Gaussian. It is off by default so that timing and FLOP counting see
+    only the FFN's own work; the sparse impls report the union from their own kernels on every call.
     """
 
     def __init__(self, d_model: int, d_hidden: int, k_fraction: float = 0.08, r: int | None = None) -> None:
@@ -138,16 +140,27 @@ class SparkFFN(nn.Module):
         self.V = nn.Parameter(torch.empty(d_model, d_hidden).uniform_(-bound_v, bound_v))
         self.track_active = False
         self._active: torch.Tensor | None = None
+        self._union_count: torch.Tensor | int | None = None  # neurons active in any row; a device tensor is read lazily
 
     @property
     def last_active_fraction(self) -> float:
         """Fraction of neurons kept by the last forward with ``track_active`` on (NaN when none was tracked)."""
         return float("nan") if self._active is None else float(self._active)
 
+    @property
+    def last_union_fraction(self) -> float:
+        """Fraction of neurons active in at least one row of the last tracked (or sparse) forward, else NaN."""
+        return float("nan") if self._union_count is None else float(self._union_count) / self.d_hidden
+
+    def _track(self, kept: torch.Tensor) -> None:
+        """Record the active and union fractions of a boolean (..., d_ff) mask of kept neurons."""
+        self._active = kept.float().mean().detach()
+        self._union_count = kept.reshape(-1, self.d_hidden).any(dim=0).sum().detach()
+
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         scores = q[..., : self.r] @ self.K[: self.r]  # the predictor K1ᵀ q[:r]
         sparse = statistical_topk(scores, self.k)
         if self.track_active:
-            self._active = (sparse > 0).float().mean().detach()
+            self._track(sparse > 0)
         gate = q[..., self.r :] @ self.K[self.r :]  # K2ᵀ q[r:], dense here
         return (F.gelu(sparse) * gate) @ self.V.T
