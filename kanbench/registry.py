@@ -48,6 +48,9 @@ class Impl:
     # Returns why the impl cannot run on this machine (missing package, no GPU), or None when it can.
     unavailable: Callable[[str], str | None] = lambda device: None
     description: str = ""
+    # Returns why a timing on this device would not measure the impl (a kernel emulated by the Triton interpreter on
+    # a CPU), or None. Such configurations are checked for correctness but not timed.
+    emulated: Callable[[str], str | None] = lambda device: None
 
     def why_not(self, device: str, dtype: torch.dtype | None = None) -> str | None:
         """Why this impl cannot run on ``device`` in ``dtype``; None when it can."""

@@ -1,4 +1,8 @@
-"""The ``triton`` impl of ``grkan``: the reference modules with the rational swapped for the Triton kernels.
+"""The Triton impls of ``grkan``, both built from the reference modules so that parameters and names match:
+
+- ``triton``: the rational op swapped for the fused Triton kernels (kernels/grkan_rational_triton.py);
+- ``triton_fused``: each GR-KAN layer ``Linear(F(x))`` as one matmul that applies F to its input tiles as it loads
+  them (kernels/grkan_fused_triton.py); the KAT block uses it for both layers.
 
 The modules keep the reference's parameters and names (state dicts are interchangeable), so the correctness gate
 loads one into the other and compares outputs and gradients.
@@ -6,28 +10,14 @@ loads one into the other and compares outputs and gradients.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
+from kanbench.kernels.launch import triton_emulated, triton_unavailable
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.grkan import GRKANBlock, GRKANLayer, GroupRational
-
-
-def triton_unavailable(device: str) -> str | None:
-    """Why Triton kernels cannot run on ``device`` here, or None."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return "triton is not installed (pip install triton; Linux only)"
-    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        return ("Triton kernels need a CUDA GPU; on a CPU they run only under TRITON_INTERPRET=1 (slow, for "
-                "correctness, not timing)")
-    if device == "cuda" and not torch.cuda.is_available():
-        return "no CUDA device"
-    return None
 
 
 class TritonGroupRational(GroupRational):
@@ -46,6 +36,23 @@ def _use_triton(module: nn.Module) -> nn.Module:
     return module
 
 
+class FusedGRKANLayer(GRKANLayer):
+    """:class:`GRKANLayer` as one Triton matmul with F applied to the input tiles (F(x) never in memory)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kanbench.kernels.grkan_fused_triton import rational_linear
+
+        return rational_linear(x, self.rational.numerator, self.rational.denominator, self.linear.weight,
+                               self.linear.bias)
+
+
+def _use_fused(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if type(m) is GRKANLayer:
+            m.__class__ = FusedGRKANLayer
+    return module
+
+
 def block(d_model: int, d_hidden: int, **hp: Any) -> nn.Module:
     return _use_triton(GRKANBlock(d_model, d_hidden, **hp))
 
@@ -60,6 +67,12 @@ def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool 
 
 register_impl("grkan", Impl(
     "triton", block=block, layer=layer, op=op, devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable,
+    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
     description="fused Triton rational, forward and backward (deterministic two-stage coefficient reduction)",
+))
+register_impl("grkan", Impl(
+    "triton_fused", block=lambda d_model, d_hidden, **hp: _use_fused(GRKANBlock(d_model, d_hidden, **hp)),
+    layer=lambda d_in, d_out, **hp: _use_fused(GRKANLayer(d_in, d_out, **hp)), devices=("cpu", "cuda"),
+    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
+    description="each layer one Triton matmul applying F to its input tiles as loaded; backward recomputes F",
 ))

@@ -45,6 +45,16 @@ def _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
 
 
 @triton.jit
+def rational_of(x, a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
+    """F(x) in fp32 for a tile x whose dim 1 runs over the channels ``cols`` (P and Q by Horner's rule)."""
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
+    ax = tl.abs(x)
+    p = a0 + x * (a1 + x * (a2 + x * (a3 + x * (a4 + x * a5))))
+    q = 1.0 + ax * (b0 + ax * (b1 + ax * (b2 + ax * b3)))
+    return p / q
+
+
+@triton.jit
 def _rational_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, N, D, group_width, a_stride_group,
                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     pid_n = tl.program_id(0)
@@ -55,11 +65,8 @@ def _rational_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, N, D, group_width, a_stride
     mask = (rows[:, None] < N) & col_ok[None, :]
     offsets = rows[:, None].to(tl.int64) * D + cols[None, :]
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
-    ax = tl.abs(x)
-    p = a0 + x * (a1 + x * (a2 + x * (a3 + x * (a4 + x * a5))))
-    q = 1.0 + ax * (b0 + ax * (b1 + ax * (b2 + ax * b3)))
-    tl.store(y_ptr + offsets, (p / q).to(y_ptr.dtype.element_ty), mask=mask)
+    y = rational_of(x, a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
+    tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -148,7 +155,7 @@ def _blocks(D: int, tile: int) -> tuple[int, int]:
     return max(1, tile // block_d), block_d
 
 
-def _check(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> int:
+def check_rational_inputs(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> int:
     check_launchable(x, "grkan triton")
     groups = denominator.shape[0]
     D = x.shape[-1]
@@ -161,7 +168,7 @@ def _check(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) 
 
 
 def rational_forward(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    groups = _check(x, numerator, denominator)
+    groups = check_rational_inputs(x, numerator, denominator)
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
     N = x2.shape[0]
@@ -192,7 +199,7 @@ def _row_programs(N: int, D: int, block_n: int, block_d: int, device: torch.devi
 
 def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
                       denominator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    groups = _check(x, numerator, denominator)
+    groups = check_rational_inputs(x, numerator, denominator)
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
     dy2 = dy.reshape(-1, D).contiguous()

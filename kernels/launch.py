@@ -1,4 +1,5 @@
-"""What every Triton kernel wrapper checks before a launch."""
+"""What every Triton impl checks: whether Triton can run here, whether a timing would mean anything, and what a
+kernel wrapper checks before a launch."""
 
 from __future__ import annotations
 
@@ -18,3 +19,25 @@ def check_launchable(x: torch.Tensor, who: str) -> None:
                          f"got {x.device.type}.")
     if x.dtype not in FLOAT_INPUTS:
         raise ValueError(f"{who}: inputs must be float32, bfloat16 or float16, got {x.dtype}.")
+
+
+def triton_unavailable(device: str) -> str | None:
+    """Why Triton kernels cannot run on ``device`` here, or None."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed (pip install triton; Linux only)"
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return ("Triton kernels need a CUDA GPU; on a CPU they run only under TRITON_INTERPRET=1 (slow, for "
+                "correctness, not timing)")
+    if device == "cuda" and not torch.cuda.is_available():
+        return "no CUDA device"
+    return None
+
+
+def triton_emulated(device: str) -> str | None:
+    """Why a timing of a Triton kernel on ``device`` means nothing here (the interpreter on a CPU), or None."""
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+        return ("not timed: on a CPU the Triton kernels run in the TRITON_INTERPRET=1 emulator (checked for "
+                "correctness; its time measures numpy, not the kernel)")
+    return None

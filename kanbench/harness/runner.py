@@ -154,6 +154,10 @@ class Runner:
         if not gate.ok:
             return [row(config, self.run_id, "latency", mode, "latency", None, "ms", "median", params,
                         _gate_status(gate), f"not timed: {gate.message}")]
+        emulated = registry.get_variant(config.variant).impl(config.impl).emulated(config.device)
+        if emulated:
+            return [row(config, self.run_id, "latency", mode, "latency", None, "ms", "median", params, "skipped",
+                        emulated)]
         copies = self.plan.preset.weight_copies if mode == "decode" else 1
         work = workload(config, mode, self.module(config), copies)
         timings = [latency.time_call(work.fn, config.device, self.plan.threads, self.plan.min_run_time,

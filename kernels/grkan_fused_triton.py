@@ -1,0 +1,154 @@
+"""A GR-KAN layer ``y = F(x) Wᵀ + b`` whose matmul applies the group-rational F to its tiles as it loads them
+(the ``triton_fused`` impl of ``grkan``): the activated tensor F(x) is never written to memory, forward or backward.
+
+One Triton matmul kernel, ``C = op(A) · op(B) (+ bias)``, with the rational applied either to the A tiles (their
+columns are the channels: the forward, C = F(X) · Wᵀ) or to the B tiles (their columns are the channels: the weight
+gradient, dW = dYᵀ · F(X)). The backward recomputes F(x) inside that second matmul instead of saving it:
+
+    dF = dY · W              (cuBLAS; the rational's input gradient needs dF, F itself is not needed)
+    dx, da, db = rational backward of (dF, x)   (kernels/grkan_rational_triton.py: one pass, deterministic
+                                                 two-stage coefficient sums)
+    dW = dYᵀ · F(X)          (this kernel, F applied to the B tiles)
+    dbias = Σ_rows dY
+
+F is evaluated in fp32 (kernels/grkan_rational_triton.py has the formula), rounded to the operand dtype and fed to
+the tensor cores with fp32 accumulation; fp32 operands multiply in IEEE fp32 (not TF32), as torch does by default.
+
+The price of fusing: every program recomputes F for its A (or B) tiles, so F is evaluated N / BLOCK_N times per
+element of x instead of once (20 FLOPs each, on the CUDA cores). Whether that beats one write and one read of F(x)
+depends on the dtype and shape; `kanbench run --preset kat-b` puts this impl beside ``triton`` and ``reference``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from kanbench.kernels.grkan_rational_triton import check_rational_inputs, rational_backward, rational_of
+
+ON_A = 1  # F on the A tiles: C = F(A) · B, channels along A's columns (the reduction dimension)
+ON_B = 2  # F on the B tiles: C = A · F(B), channels along B's columns (C's columns)
+
+
+@triton.jit
+def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, K,
+                         stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+                         group_width, num_stride_group,
+                         RATIONAL_ON: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                         GROUP_M: tl.constexpr):
+    # grouped program order: GROUP_M row blocks share each column block of B while it is in L2
+    pid = tl.program_id(0)
+    n_m, n_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * n_n
+    first_m = (pid // per_group) * GROUP_M
+    rows_in_group = tl.minimum(n_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % rows_in_group
+    pid_n = (pid % per_group) // rows_in_group
+
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok, n_ok = rm < M, rn < N
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        rk = k0 + tl.arange(0, BLOCK_K)
+        k_ok = rk < K
+        a_mask = m_ok[:, None] & k_ok[None, :]
+        b_mask = k_ok[:, None] & n_ok[None, :]
+        a = tl.load(a_ptr + rm[:, None].to(tl.int64) * stride_am + rk[None, :].to(tl.int64) * stride_ak,
+                    mask=a_mask, other=0.0)
+        b = tl.load(b_ptr + rk[:, None].to(tl.int64) * stride_bk + rn[None, :].to(tl.int64) * stride_bn,
+                    mask=b_mask, other=0.0)
+        # Padding past K becomes F(0) = a0 != 0 in the transformed operand, but the other operand is 0 there
+        # (Q >= 1 keeps F finite), so it adds nothing; padded rows of A or columns of B are never stored.
+        if RATIONAL_ON == 1:
+            a = rational_of(a.to(tl.float32), num_ptr, den_ptr, rk, k_ok, group_width, num_stride_group).to(b.dtype)
+        else:
+            b = rational_of(b.to(tl.float32), num_ptr, den_ptr, rn, n_ok, group_width, num_stride_group).to(a.dtype)
+        if IEEE:
+            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(a, b)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    c = c_ptr + rm[:, None].to(tl.int64) * stride_cm + rn[None, :].to(tl.int64) * stride_cn
+    tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+
+
+def _configs() -> list[triton.Config]:
+    """The Triton matmul tutorial's tile shapes for recent NVIDIA GPUs; the autotuner drops those that do not fit."""
+    shapes = [(128, 256, 64, 3, 8), (64, 256, 32, 4, 4), (128, 128, 32, 4, 4), (128, 64, 32, 4, 4),
+              (64, 128, 32, 4, 4), (128, 32, 32, 4, 4), (64, 64, 32, 4, 4), (64, 32, 32, 5, 2), (32, 64, 32, 5, 2)]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_stages=stages,
+                          num_warps=warps) for bm, bn, bk, stages, warps in shapes]
+
+
+_TUNED = triton.autotune(configs=_configs(), key=["M", "N", "K", "RATIONAL_ON", "IEEE"])(_fused_matmul_kernel)
+INTERPRETER_BLOCKS = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 2}  # small: the emulator is slow
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def fused_matmul(a: torch.Tensor, b: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
+                 rational_on: int, bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None
+                 ) -> torch.Tensor:
+    """``F(a) @ b`` (rational_on=ON_A, channels = a's columns) or ``a @ F(b)`` (ON_B, channels = b's columns),
+    plus ``bias``; a and b may be strided views (transposes cost nothing)."""
+    M, K = a.shape
+    N = b.shape[1]
+    c = torch.empty(M, N, device=a.device, dtype=out_dtype or a.dtype)
+    groups = denominator.shape[0]
+    channels = K if rational_on == ON_A else N
+    num = numerator.detach().float().contiguous()
+    den = denominator.detach().float().contiguous()
+    ieee = a.dtype == torch.float32 or _interpreted()  # the emulator's 16-bit tl.dot is wrong (see spark decode)
+    args = (a, b, c, bias if bias is not None else c, num, den, M, N, K, a.stride(0), a.stride(1), b.stride(0),
+            b.stride(1), c.stride(0), c.stride(1), channels // groups, 6 if num.shape[0] > 1 else 0)
+    flags = {"RATIONAL_ON": rational_on, "HAS_BIAS": bias is not None, "IEEE": ieee}
+    if _interpreted():
+        grid = (triton.cdiv(M, INTERPRETER_BLOCKS["BLOCK_M"]) * triton.cdiv(N, INTERPRETER_BLOCKS["BLOCK_N"]),)
+        _fused_matmul_kernel[grid](*args, **flags, **INTERPRETER_BLOCKS)
+    else:
+        def grid(meta: dict) -> tuple[int]:
+            return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
+
+        _TUNED[grid](*args, **flags)
+    return c
+
+
+class _RationalLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,  # type: ignore[override]
+                weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        y = fused_matmul(x2, weight.T, numerator, denominator, ON_A, bias)
+        ctx.save_for_backward(x2, numerator, denominator, weight)  # x, not F(x): the backward recomputes F
+        ctx.has_bias, ctx.shape = bias is not None, x.shape
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
+        x2, numerator, denominator, weight = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1]).contiguous()
+        d_activated = dy2 @ weight  # dF, for the rational's own backward
+        dx, da, db = rational_backward(d_activated, x2, numerator, denominator)
+        dw = fused_matmul(dy2.T, x2, numerator, denominator, ON_B, out_dtype=weight.dtype)
+        dbias = dy2.sum(0).to(weight.dtype) if ctx.has_bias else None
+        return dx.reshape(ctx.shape), da, db, dw, dbias
+
+
+def rational_linear(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F(x) @ weightᵀ + bias`` with F fused into the matmul; differentiable in all five inputs."""
+    check_rational_inputs(x, numerator, denominator)
+    if weight.shape[1] != x.shape[-1]:
+        raise ValueError(f"grkan triton_fused: weight is {tuple(weight.shape)} but x has {x.shape[-1]} channels; "
+                         f"the weight must be (d_out, {x.shape[-1]}).")
+    if weight.dtype != x.dtype:
+        raise ValueError(f"grkan triton_fused: x ({x.dtype}) and the weight ({weight.dtype}) must share a dtype.")
+    return _RationalLinear.apply(x, numerator, denominator, weight, bias)
