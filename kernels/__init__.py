@@ -4,4 +4,4 @@ Importing this package registers every kernel impl with the registry. Triton its
 runs, and each impl says why it cannot run on a machine (no GPU, no Triton), so the package imports everywhere.
 """
 
-from kanbench.kernels import grkan, spark, spark_sparse_cpu  # noqa: F401
+from kanbench.kernels import grkan, grkan_cuda, spark, spark_sparse_cpu  # noqa: F401

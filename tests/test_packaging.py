@@ -31,6 +31,8 @@ def test_a_normal_install_from_the_wheel(tmp_path):
     (wheel,) = wheel_dir.glob("kanbench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "kanbench/kernels/__init__.py" in names and "kanbench/kernels/grkan_rational_triton.py" in names
+    for source in ("grkan_rational_cuda.cu", "grkan_rational_cuda.cuh", "grkan_rational_cuda.cpp"):
+        assert f"kanbench/kernels/{source}" in names, source  # the cuda impl compiles these on first use
     assert not any(n.startswith("kernels/") for n in names)
     for package in SUBPACKAGES:
         assert package.replace(".", "/") + "/__init__.py" in names
