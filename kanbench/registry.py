@@ -52,6 +52,10 @@ class Impl:
     # a CPU), or None. Such configurations are checked for correctness but not timed.
     emulated: Callable[[str], str | None] = lambda device: None
 
+    def has_form(self, form: str) -> bool:
+        """Whether this impl builds ``form`` (block, layer or op): a fused layer kernel has no op form, say."""
+        return getattr(self, form, None) is not None
+
     def why_not(self, device: str, dtype: torch.dtype | None = None) -> str | None:
         """Why this impl cannot run on ``device`` in ``dtype``; None when it can."""
         device_type = torch.device(device).type

@@ -19,7 +19,7 @@ import torch
 from kanbench.kernels.launch import triton_emulated, triton_unavailable
 from kanbench.kernels.spark_decode_layout import MAX_DECODE_ROWS, neuron_rows
 from kanbench.registry import Impl, register_impl
-from kanbench.variants.spark_ffn import SparkFFN, quantile_factor
+from kanbench.variants.spark_ffn import SparkFFN, StatisticalTopKOp, quantile_factor
 
 
 class TritonSparkFFN(SparkFFN):
@@ -55,12 +55,22 @@ class TritonSparkFFN(SparkFFN):
         return y.reshape(q.shape)
 
 
+class TritonStatisticalTopK(StatisticalTopKOp):
+    """The op form with the fused statistical top-k kernels, forward and backward."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        from kanbench.kernels.spark_topk_triton import statistical_topk_triton
+
+        return statistical_topk_triton(z, self.k)
+
+
 def block(d_model: int, d_hidden: int, **hp: Any) -> TritonSparkFFN:
     return TritonSparkFFN(d_model, d_hidden, **hp)
 
 
 register_impl("spark_ffn", Impl(
-    "triton", block=block, devices=("cpu", "cuda"), dtypes=(torch.float32, torch.bfloat16, torch.float16),
+    "triton", block=block, op=TritonStatisticalTopK, devices=("cpu", "cuda"),
+    dtypes=(torch.float32, torch.bfloat16, torch.float16),
     unavailable=triton_unavailable, emulated=triton_emulated,
     description=f"inference at <= {MAX_DECODE_ROWS} rows: sparse decode kernels (predictor, threshold, compaction "
                 "of the union of active neurons, gather-matvecs); training and larger batches: fused statistical "

@@ -76,7 +76,9 @@ def test_csv_has_the_documented_schema_and_env_json(tmp_path):
     with (out / "results.csv").open() as f:
         assert next(csv.reader(f)) == COLUMNS
     emulated = df.impl.str.startswith("triton") & (df.harness == "latency") & (df.device == "cpu")
-    assert set(df[~emulated].status) == {"ok"}
+    gpu_only = df.impl == "cuda"  # the CUDA C++ impl: a row saying why it did not run here
+    assert set(df[~emulated & ~gpu_only].status) == {"ok"}
+    assert set(df[gpu_only].status) <= {"skipped"} and df[gpu_only].message.str.contains("cuda").all()
     # a Triton kernel emulated on the CPU is checked (its correctness rows are ok) but never timed
     assert set(df[emulated].status) <= {"skipped"}
     assert df[emulated].message.str.contains("TRITON_INTERPRET=1 emulator").all()
@@ -183,7 +185,8 @@ def test_memory_rows_on_cpu(tmp_path):
     (["--variants", "grkn"], "Did you mean 'grkan'?"),
     (["--variants", "zzz*"], "matches nothing; known variants: af_kan"),
     (["--dtype", "fp8"], "unknown dtype 'fp8'; dtypes: fp32, bf16, fp16, fp64"),
-    (["--preset", "huge"], "unknown preset 'huge'; presets: default, accuracy-full, ffn-768, kat-b, decode-gemma2b"),
+    (["--preset", "huge"], "unknown preset 'huge'; presets: default, accuracy-full, ffn-768, kat-b, spark-topk, "
+                           "decode-gemma2b"),
     (["--harness", "speed"], "unknown harness 'speed'; harnesses: latency, flops, memory, accuracy"),
     (["--tokens", "0"], "--tokens takes positive integers"),
     (["--impl", "tritn"], "unknown impl 'tritn'"),
@@ -195,3 +198,37 @@ def test_bad_flags_fail_fast_with_a_message(tmp_path, capsys, args, message):
     assert code == 2
     assert message in " ".join(capsys.readouterr().out.split())
     assert not (out / "results.csv").exists()  # nothing ran
+
+
+def test_an_op_preset_plans_only_impls_with_an_op_form(tmp_path):
+    # spark_ffn's sparse_cpu and grkan's triton_fused build no op: they are left out, not recorded as errors
+    code, df, _ = run(tmp_path, "--preset", "spark-topk", "--tokens", "8", "--d-model", "300", "--harness", "flops")
+    assert code == 0
+    assert set(df.status) == {"ok"}
+    assert set(df.form) == {"op"} and set(df.variant) == {"spark_ffn", "mlp"}
+    assert "sparse_cpu" not in set(df.impl)
+    spark = df[(df.variant == "spark_ffn") & (df.impl == "reference") & (df["mode"] == "fwd_no_grad")]
+    analytic = spark[spark.metric == "flops_analytic"].value.astype(float).iloc[0]
+    assert analytic == 8 * (4 * 300 + 2 * 300 + 3)  # var_mean 4/elem, subtract and ReLU 1 each, θ 3 per row
+
+
+def test_graphing_the_training_step_leaves_the_runners_module_untouched(monkeypatch):
+    # make_graphed_callables swaps a module's forward for the graph replay; the harness must graph a copy, or every
+    # later harness on the cached module sees a forward that dispatches nothing (as in h100-2026-11-22/kat-b)
+    from kanbench.harness import latency
+
+    graphed = []
+
+    def fake_make_graphed_callables(module, sample_args):
+        graphed.append(module)
+        module.forward = lambda *args: torch.zeros(3, 4, requires_grad=True)  # a replay: no ops dispatched
+        return module
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_make_graphed_callables)
+    monkeypatch.setattr(latency, "time_cuda", lambda fn, samples: (fn(), latency.Timing([1.0], "events"))[1])
+    module = nn.Linear(4, 4)
+    x, upstream = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
+    latency.time_cuda_graph_training(module, x, upstream, samples=1)
+    assert graphed and graphed[0] is not module
+    assert "forward" not in vars(module)  # the runner's module keeps its own forward
+    assert torch.allclose(module(x), x @ module.weight.T + module.bias)

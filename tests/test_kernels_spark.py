@@ -11,7 +11,7 @@ from kanbench.harness.results import Config
 from kanbench.harness.workload import build
 from kanbench.kernels.spark_sparse_cpu import SparseCPUSparkFFN
 from kanbench.kernels.spark_topk_triton import statistical_topk_triton
-from kanbench.registry import create_block
+from kanbench.registry import create_block, create_op
 from kanbench.variants.spark_ffn import quantile_factor, statistical_topk
 
 CUDA = torch.cuda.is_available()
@@ -189,5 +189,14 @@ def test_spark_impls_pass_the_harness_gate(impl):
         pytest.skip("Triton needs a GPU or TRITON_INTERPRET=1")
     device = "cuda" if impl == "triton" and CUDA and not INTERPRETED else "cpu"
     config = Config("spark_ffn", impl, "block", device, "fp32", 16, 64, 512)
+    result = check_against_reference(config, build(config))
+    assert result.ok, result.message
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_spark_op_form_is_the_fused_statistical_topk_and_passes_the_gate(device):
+    module = create_op("spark_ffn", 1000, impl="triton")
+    assert type(module).__name__ == "TritonStatisticalTopK" and module.k == 80
+    config = Config("spark_ffn", "triton", "op", device, "fp32", 12, 1000, 1000)
     result = check_against_reference(config, build(config))
     assert result.ok, result.message

@@ -3,6 +3,7 @@ every sample kept, the median and the p20/p80 spread reported."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,7 +85,12 @@ def time_cuda_graph_training(module: torch.nn.Module, x: torch.Tensor, upstream:
     """Forward+backward with both passes captured as CUDA graphs (``torch.cuda.make_graphed_callables``) and
     replayed: the kernels' time without the eager host overhead. Gradients are set to None before each call, as
     in the eager mode. (Until commit 572a8b8 they accumulated: one extra read-modify-write of the input gradient
-    per call, which the fwd_bwd graph column of results/h100-2026-11-22/kat-b includes.)"""
+    per call, which the fwd_bwd graph column of results/h100-2026-11-22/kat-b includes.)
+
+    ``make_graphed_callables`` replaces a module's forward with the graph replay, so it gets a copy: graphing the
+    runner's cached module made every later harness see a forward that dispatches no ops (counted FLOPs and saved
+    bytes of 0 in results/h100-2026-11-22/kat-b; see its ERRATA.md)."""
+    module = copy.deepcopy(module)
     graphed = torch.cuda.make_graphed_callables(module, (x,))
 
     def fn() -> object:

@@ -84,6 +84,17 @@ PRESETS: dict[str, Preset] = {
             harnesses=MEASUREMENTS,
         ),
         Preset(
+            "spark-topk",
+            "Spark's statistical top-k alone (the training path's non-matmul op) on 1024 and 4096 rows of 13824 "
+            "predictor scores (Gemma-2-2B's d_ff), fp32 and bf16, beside the MLP's GELU on the same tensor",
+            form="op",
+            variants=("spark_ffn", "mlp"),
+            tokens=(1024, 4096),
+            d_model=(13824,),
+            dtypes=("fp32", "bf16"),
+            harnesses=MEASUREMENTS,
+        ),
+        Preset(
             "decode-gemma2b",
             "Gemma-2-2B-sized FFN decode, bf16, batch 1..64: Spark (d_ff 13824, k 8 %, r 1024) vs the dense gated "
             "FFN (9216, same parameters) and the dense ungated one (13824)",

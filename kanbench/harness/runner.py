@@ -67,7 +67,9 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
         spec = registry.get_variant(variant)
         if preset.form not in spec.forms:
             continue
-        variant_impls = [i for i in (impls if impls is not None else spec.impl_names()) if i in spec.impl_names()]
+        # impls that build the preset's form (triton_fused is a layer kernel: no op form, so not in kat-b)
+        variant_impls = [i for i in (impls if impls is not None else spec.impl_names())
+                         if i in spec.impl_names() and spec.impl(i).has_form(preset.form)]
         for impl in variant_impls:
             for dtype in dtypes:
                 for d_model in d_models or list(preset.d_model):

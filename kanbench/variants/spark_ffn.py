@@ -112,6 +112,23 @@ def effective_flops(d_model: int, d_hidden: int, active_fraction: float, r: int 
     return 2.0 * (rr * d_hidden + (d_model - rr) * active + d_model * active)
 
 
+def op_cost(width: int, k_fraction: float = 0.08, r: int | None = None) -> Cost:
+    """The statistical top-k alone, per row of ``width`` scores: no parameters, no matmul."""
+    return Cost(0, 0, stat_topk_elementwise_flops(width))
+
+
+class StatisticalTopKOp(nn.Module):
+    """The op form: statistical top-k over rows of ``width`` predictor scores (what the fused kernel replaces;
+    the training path's only non-matmul work). ``r`` is accepted for the shared hyperparameters and unused."""
+
+    def __init__(self, width: int, k_fraction: float = 0.08, r: int | None = None) -> None:
+        super().__init__()
+        self.k = active_count(width, k_fraction)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return statistical_topk(z, self.k)
+
+
 @register(
     "spark_ffn",
     description="Spark FFN: statistical top-k over a predictor split of K, gated by the rest",
@@ -119,6 +136,8 @@ def effective_flops(d_model: int, d_hidden: int, active_fraction: float, r: int 
     block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
+    op=StatisticalTopKOp,
+    op_cost=op_cost,
 )
 class SparkFFN(nn.Module):
     """``y = V · [GELU(StatTopk_k(K1ᵀ q[:r])) ⊙ (K2ᵀ q[r:])]`` (see the module docstring).
