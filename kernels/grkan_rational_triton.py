@@ -10,8 +10,10 @@ Backward: one pass reads x and dy and writes dx; the coefficient gradients are s
 group. Instead of per-element atomics (the authors' kernel: ~10 global atomics per element, 800× over the floor),
 each program owns a fixed set of channels and a fixed, strided set of row tiles, sums its terms per channel in
 registers, and writes one partial row (R programs × D channels × 10 terms, ~1-3 % of the traffic). A second stage
-sums the partials in a fixed order (``torch.sum`` over fixed shapes, no atomics): the same inputs give bit-identical
-coefficient gradients.
+sums the partials in a fixed order, no atomics: ``_sum_partials_kernel`` over the R rows (parallel over channels),
+then ``_group_gradients_kernel`` (one program) over each group's channels, applying -sign(b) and, for a shared
+numerator, summing over groups. Same inputs, bit-identical coefficient gradients; two launches instead of the
+eight or so small torch ops a torch second stage costs (each a host round trip in eager mode).
 """
 
 from __future__ import annotations
@@ -140,6 +142,41 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
     tl.store(out + 9, tl.sum(s_b3, axis=0), mask=col_ok)
 
 
+@triton.jit
+def _sum_partials_kernel(partial_ptr, out_ptr, R, M, BLOCK: tl.constexpr):
+    """out[m] = Σ_r partial[r, m] in row order, for a (R, M) fp32 matrix (M = D·10)."""
+    cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < M
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for r in range(R):
+        acc += tl.load(partial_ptr + r * M + cols, mask=ok, other=0.0)  # R·M = the partials, far below 2³¹
+    tl.store(out_ptr + cols, acc, mask=ok)
+
+
+@triton.jit
+def _group_gradients_kernel(sums_ptr, b_ptr, da_ptr, db_ptr, groups, group_width, SHARED: tl.constexpr,
+                            BLOCK_W: tl.constexpr):
+    """da (groups or 1, 6) and db (groups, 4) from the per-channel sums (D, 10), groups and channels in order."""
+    terms = tl.arange(0, 16)  # 10 terms, padded to a power of two
+    da_total = tl.zeros([16], dtype=tl.float32)
+    for g in range(groups):
+        acc = tl.zeros([BLOCK_W, 16], dtype=tl.float32)
+        for c0 in range(0, group_width, BLOCK_W):
+            c = c0 + tl.arange(0, BLOCK_W)
+            mask = (c < group_width)[:, None] & (terms < 10)[None, :]
+            acc += tl.load(sums_ptr + (g * group_width + c)[:, None] * 10 + terms[None, :], mask=mask, other=0.0)
+        s = tl.sum(acc, axis=0)  # (16,): the group's ten sums
+        b = tl.load(b_ptr + g * 4 + terms - 6, mask=(terms >= 6) & (terms < 10), other=0.0)
+        sign_b = tl.where(b > 0, 1.0, tl.where(b < 0, -1.0, 0.0))
+        tl.store(db_ptr + g * 4 + terms - 6, -sign_b * s, mask=(terms >= 6) & (terms < 10))
+        if SHARED:
+            da_total += s
+        else:
+            tl.store(da_ptr + g * 6 + terms, s, mask=terms < 6)
+    if SHARED:
+        tl.store(da_ptr + terms, da_total, mask=terms < 6)
+
+
 # Tile sizes (elements per program and loop step), warps and backward programs per SM: chosen on an H100 with
 # tools/diag_bwd.py (kernel time, registers and spills per configuration). At (12608, 768) fp32 the backward kernel
 # ran 0.068 ms at 1024/4/2 (204 registers, no spills) against 0.09-0.12 ms for the neighbours; 4096-element tiles
@@ -148,6 +185,7 @@ FWD_TILE = 4096
 BWD_TILE = 1024
 BWD_WARPS = 4
 BWD_PROGRAMS_PER_SM = 2
+SUM_BLOCK = 256  # second stage: channel-terms per program (D·10 / 256 programs, each reading R rows); untuned
 
 
 def _blocks(D: int, tile: int) -> tuple[int, int]:
@@ -214,11 +252,14 @@ def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor
                                                           6 if a.shape[0] > 1 else 0,
                                                           BLOCK_N=block_n, BLOCK_D=block_d, num_warps=BWD_WARPS)
     # second stage, fixed order: over row programs, then over the channels of each group
-    sums = partial.sum(0).view(groups, D // groups, N_TERMS).sum(1)  # (groups, 10)
-    da = sums[:, :6]
-    if numerator.shape[0] == 1:
-        da = da.sum(0, keepdim=True)
-    db = -torch.sign(b) * sums[:, 6:]
+    sums = torch.empty(D, N_TERMS, device=x.device, dtype=torch.float32)
+    _sum_partials_kernel[(triton.cdiv(D * N_TERMS, SUM_BLOCK),)](partial, sums, rows, D * N_TERMS, BLOCK=SUM_BLOCK)
+    shared = numerator.shape[0] == 1
+    da = torch.empty(numerator.shape, device=x.device, dtype=torch.float32)
+    db = torch.empty(groups, 4, device=x.device, dtype=torch.float32)
+    group_width = D // groups
+    _group_gradients_kernel[(1,)](sums, b, da, db, groups, group_width, SHARED=shared,
+                                  BLOCK_W=min(64, triton.next_power_of_2(group_width)))
     return dx.reshape(x.shape), da.to(numerator.dtype), db.to(denominator.dtype)
 
 

@@ -52,6 +52,7 @@ CASES = [  # (leading shape, D, groups, shared numerator): D=200 and D=24 are no
     ((33,), 200, 8, True),
     ((3, 1, 2), 24, 4, False),
     ((67,), 64, 2, False),
+    ((9,), 200, 2, True),  # 100 channels a group: the second stage sums a group in several 64-channel chunks
 ]
 
 
