@@ -35,7 +35,7 @@ import triton.language as tl
 
 from kanbench.kernels.launch import check_launchable
 from kanbench.kernels.spark_decode_layout import MAX_DECODE_ROWS
-from kanbench.kernels.spark_topk_triton import row_mean_std, row_warps
+from kanbench.kernels.spark_topk_triton import row_block, row_mean_std, row_mean_std_chunked, row_warps
 
 # Tiles: slots (active neurons) per program in the gate and down kernels, inner-dimension chunk, output columns per
 # down program, neurons per compaction program, and the down kernel's slot-split programs per SM. Chosen for
@@ -49,12 +49,15 @@ DOWN_PROGRAMS_PER_SM = 4
 
 
 @triton.jit
-def _threshold_kernel(z_ptr, theta_ptr, d, c, BLOCK: tl.constexpr):
+def _threshold_kernel(z_ptr, theta_ptr, d, c, BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < d
-    z = tl.load(z_ptr + row * d + cols, mask=mask, other=0.0).to(tl.float32)
-    mean, std = row_mean_std(z, mask, d)
+    if CHUNKED:
+        mean, std = row_mean_std_chunked(z_ptr, row * d, d, BLOCK)
+    else:
+        cols = tl.arange(0, BLOCK)
+        mask = cols < d
+        z = tl.load(z_ptr + row * d + cols, mask=mask, other=0.0).to(tl.float32)
+        mean, std = row_mean_std(z, mask, d)
     tl.store(theta_ptr + row, mean + std * c)
 
 
@@ -189,8 +192,8 @@ def sparse_decode(q: torch.Tensor, K: torch.Tensor, k2_rows: torch.Tensor, v_row
     device = q.device
     z = (q[:, :r] @ K[:r]).contiguous()  # the predictor, in the input dtype as the reference computes it
     theta = torch.empty(B, device=device, dtype=torch.float32)
-    block = triton.next_power_of_2(d_ff)
-    _threshold_kernel[(B,)](z, theta, d_ff, c, BLOCK=block, num_warps=row_warps(block))
+    block, chunked = row_block(d_ff)
+    _threshold_kernel[(B,)](z, theta, d_ff, c, BLOCK=block, CHUNKED=chunked, num_warps=row_warps(block))
 
     n_blocks = triton.cdiv(d_ff, COMPACT_BLOCK)
     counts = torch.empty(n_blocks, device=device, dtype=torch.int32)

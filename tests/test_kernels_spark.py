@@ -200,3 +200,30 @@ def test_spark_op_form_is_the_fused_statistical_topk_and_passes_the_gate(device)
     config = Config("spark_ffn", "triton", "op", device, "fp32", 12, 1000, 1000)
     result = check_against_reference(config, build(config))
     assert result.ok, result.message
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rows_longer_than_one_block_are_processed_in_chunks(device, monkeypatch):
+    import kanbench.kernels.spark_topk_triton as topk
+
+    monkeypatch.setattr(topk, "MAX_ROW_BLOCK", 256)  # rows of 1000 take three chunked passes at this size
+    assert topk.row_block(1000) == (256, True) and topk.row_block(200) == (256, False)
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(3, 1000, generator=g, dtype=torch.float64)
+    up = torch.randn(3, 1000, generator=g, dtype=torch.float64)
+    z_ref = z.clone().requires_grad_()
+    (dz_ref,) = torch.autograd.grad(statistical_topk(z_ref, 80), z_ref, up)
+    z_t = z.float().to(device).requires_grad_()
+    out = statistical_topk_triton(z_t, 80)
+    (dz_t,) = torch.autograd.grad(out, z_t, up.float().to(device))
+    assert torch.allclose(out.double().cpu(), statistical_topk(z, 80), atol=1e-5)
+    assert torch.allclose(dz_t.double().cpu(), dz_ref, atol=1e-5)
+    # the decode path's threshold takes the same chunked statistics
+    from kanbench.kernels.spark_decode_triton import sparse_decode
+
+    q, K, V = decode_inputs(2, 64, 1000, seed=3)
+    c = quantile_factor(80, 1000)
+    _, zz, theta, _, _ = sparse_decode(q.to(device), K.to(device), K[32:].T.contiguous().to(device),
+                                       V.T.contiguous().to(device), 32, c)
+    var, mean = torch.var_mean(zz.double().cpu(), dim=-1, correction=0)
+    assert torch.allclose(theta.double().cpu(), mean + var.sqrt() * c, atol=1e-5)
