@@ -22,6 +22,8 @@ from kanbench.kernels.spark_decode_layout import neuron_rows
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.spark_ffn import SparkFFN, quantile_factor
 
+CHUNK = 256  # active neurons gathered at a time: 1.3 MB of K2ᵀ rows and 2.4 MB of Vᵀ rows at Gemma-2-2B size, fp32
+
 
 class SparseCPUSparkFFN(SparkFFN):
     """:class:`SparkFFN` computing only the active neurons (the union over the batch)."""
@@ -41,10 +43,28 @@ class SparseCPUSparkFFN(SparkFFN):
             gate = q[:, self.r:] @ self.K[self.r:].index_select(1, active)
             out = (F.gelu(sparse) * gate) @ self.V.index_select(1, active).T
         else:
-            k2_rows, v_rows = neuron_rows(self)
-            gate = q[:, self.r:] @ k2_rows.index_select(0, active).T
-            out = (F.gelu(sparse) * gate) @ v_rows.index_select(0, active)
+            out = self._gather_matmuls(q, F.gelu(sparse), active)
         return out.reshape(*lead, d)
+
+    def _gather_matmuls(self, q: torch.Tensor, activated: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """``Σ_chunks (activated ⊙ (q[r:] K2ᵀ[chunk]ᵀ)) Vᵀ[chunk]`` over the active neurons, CHUNK at a time, the
+        selected weight rows gathered into two reused buffers: gathering every active row at once allocates up to
+        the size of K2 and V per call, and at batch 8 (half the neurons active) the fresh pages cost more than
+        the arithmetic (measured here: 125 ms against 32 ms dense)."""
+        k2_rows, v_rows = neuron_rows(self)
+        key = (k2_rows.dtype, k2_rows.device)
+        if getattr(self, "_gather_buffers", (None,))[0] != key:
+            self._gather_buffers = (key, k2_rows.new_empty(CHUNK, k2_rows.shape[1]),
+                                    v_rows.new_empty(CHUNK, v_rows.shape[1]))
+        _, k2_buffer, v_buffer = self._gather_buffers
+        out = q.new_zeros(q.shape[0], self.d_model)
+        for start in range(0, active.numel(), CHUNK):
+            index = active[start:start + CHUNK]
+            n = index.numel()
+            k2 = torch.index_select(k2_rows, 0, index, out=k2_buffer[:n])
+            v = torch.index_select(v_rows, 0, index, out=v_buffer[:n])
+            out.addmm_(activated[:, start:start + n] * (q[:, self.r:] @ k2.T), v)
+        return out
 
 
 def block(d_model: int, d_hidden: int, **hp: Any) -> SparseCPUSparkFFN:
