@@ -164,15 +164,19 @@ class Runner:
         work = workload(config, mode, self.module(config), copies)
         timings = [latency.time_call(work.fn, config.device, self.plan.threads, self.plan.min_run_time,
                                      self.plan.samples)]
-        if self.plan.cuda_graph and config.device.startswith("cuda"):
-            if mode == "fwd_bwd":
-                upstream = torch.randn(config.tokens, output_width(config), device=config.device,
-                                       dtype=DTYPES[config.dtype])
-                timings.append(latency.time_cuda_graph_training(self.module(config), work.x, upstream,
-                                                                self.plan.samples))
-            else:
-                timings.append(latency.time_cuda_graph(work.fn, self.plan.samples))
         rows = []
+        if self.plan.cuda_graph and config.device.startswith("cuda"):
+            try:
+                if mode == "fwd_bwd":
+                    upstream = torch.randn(config.tokens, output_width(config), device=config.device,
+                                           dtype=DTYPES[config.dtype])
+                    timings.append(latency.time_cuda_graph_training(self.module(config), work.x, upstream,
+                                                                    self.plan.samples))
+                else:
+                    timings.append(latency.time_cuda_graph(work.fn, self.plan.samples))
+            except Exception as err:  # noqa: BLE001 - e.g. a host sync (nonzero) cannot be captured; keep eager
+                rows.append(row(config, self.run_id, "latency", mode, "latency_cuda_graph", None, "ms", "median",
+                                params, _status_of(err), f"CUDA graph not captured: {_describe(err)}"))
         for timing, metric in zip(timings, ("latency", "latency_cuda_graph"), strict=False):
             for i, ms in enumerate(timing.samples_ms):
                 self._samples.writerow([self.run_id, config.variant, config.impl, config.form, mode, config.device,
