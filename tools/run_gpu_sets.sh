@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Produce the published GPU result sets in one go: every GPU preset into results/<gpu>-<date>/<preset>, each with
+# its terminal table as summary.txt. Re-running the same day resumes what an interrupted run left (--resume).
+#
+#   bash tools/run_gpu_sets.sh                 # kat-b ffn-768 spark-topk decode-gemma2b
+#   bash tools/run_gpu_sets.sh kat-b           # one preset
+set -euo pipefail
+presets=("$@")
+[ ${#presets[@]} -gt 0 ] || presets=(kat-b ffn-768 spark-topk decode-gemma2b)
+gpu=$(python3 -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"; \
+print(torch.cuda.get_device_name().lower().replace("nvidia", "").split()[0])')
+day=$(date -u +%Y-%m-%d)
+for preset in "${presets[@]}"; do
+  out="results/${gpu}-${day}/${preset}"
+  mkdir -p "$out"
+  resume=()
+  [ -s "$out/results.csv" ] && resume=(--resume)
+  kanbench run --preset "$preset" --cuda-graph --no-progress --out "$out" "${resume[@]}" 2>&1 | tee "$out/summary.txt"
+done
+echo "sets under results/${gpu}-${day}/"
