@@ -7,7 +7,9 @@
 set -euo pipefail
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(kat-b ffn-768 spark-topk decode-gemma2b)
-gpu=$(python3 -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"; \
+gpu=$(python3 -c 'import sys, torch
+if not torch.cuda.is_available():
+    sys.exit("run_gpu_sets: no CUDA device here; the GPU sets need one (the CPU sets: see the README).")
 print(torch.cuda.get_device_name().lower().replace("nvidia", "").split()[0])')
 day=$(date -u +%Y-%m-%d)
 for preset in "${presets[@]}"; do
