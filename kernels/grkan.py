@@ -10,7 +10,7 @@ loads one into the other and compares outputs and gradients.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -29,11 +29,21 @@ class TritonGroupRational(GroupRational):
         return rational_triton(x, self.numerator, self.denominator)
 
 
-def _use_triton(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if type(m) is GroupRational:
-            m.__class__ = TritonGroupRational  # same parameters, kernel forward
-    return module
+def with_rational(rational: type[GroupRational]) -> dict[str, Callable[..., nn.Module]]:
+    """The block, layer and op constructors of the reference modules with every :class:`GroupRational` computed by
+    ``rational`` (same parameters and names; only the class changes)."""
+
+    def swap(module: nn.Module) -> nn.Module:
+        for m in module.modules():
+            if type(m) is GroupRational:
+                m.__class__ = rational
+        return module
+
+    def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> nn.Module:
+        return rational(groups, init, shared_numerator)
+
+    return {"block": lambda d_model, d_hidden, **hp: swap(GRKANBlock(d_model, d_hidden, **hp)),
+            "layer": lambda d_in, d_out, **hp: swap(GRKANLayer(d_in, d_out, **hp)), "op": op}
 
 
 class FusedGRKANLayer(GRKANLayer):
@@ -53,20 +63,8 @@ def _use_fused(module: nn.Module) -> nn.Module:
     return module
 
 
-def block(d_model: int, d_hidden: int, **hp: Any) -> nn.Module:
-    return _use_triton(GRKANBlock(d_model, d_hidden, **hp))
-
-
-def layer(d_in: int, d_out: int, **hp: Any) -> nn.Module:
-    return _use_triton(GRKANLayer(d_in, d_out, **hp))
-
-
-def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> nn.Module:
-    return TritonGroupRational(groups, init, shared_numerator)
-
-
 register_impl("grkan", Impl(
-    "triton", block=block, layer=layer, op=op, devices=("cpu", "cuda"),
+    "triton", **with_rational(TritonGroupRational), devices=("cpu", "cuda"),
     dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
     description="fused Triton rational, forward and backward (deterministic two-stage coefficient reduction)",
 ))

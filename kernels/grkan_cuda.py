@@ -14,13 +14,12 @@ import os
 import shutil
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import torch
-from torch import nn
 
+from kanbench.kernels.grkan import with_rational
 from kanbench.registry import Impl, register_impl
-from kanbench.variants.grkan import GRKANBlock, GRKANLayer, GroupRational
+from kanbench.variants.grkan import GroupRational
 
 SOURCES = [Path(__file__).with_name("grkan_rational_cuda.cpp"), Path(__file__).with_name("grkan_rational_cuda.cu")]
 EXTENSION_NAME = "kanbench_grkan_rational_cuda"
@@ -100,27 +99,8 @@ class CudaGroupRational(GroupRational):
         return rational_cuda(x, self.numerator, self.denominator)
 
 
-def _use_cuda(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if type(m) is GroupRational:
-            m.__class__ = CudaGroupRational  # same parameters, CUDA forward
-    return module
-
-
-def block(d_model: int, d_hidden: int, **hp: Any) -> nn.Module:
-    return _use_cuda(GRKANBlock(d_model, d_hidden, **hp))
-
-
-def layer(d_in: int, d_out: int, **hp: Any) -> nn.Module:
-    return _use_cuda(GRKANLayer(d_in, d_out, **hp))
-
-
-def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> nn.Module:
-    return CudaGroupRational(groups, init, shared_numerator)
-
-
 register_impl("grkan", Impl(
-    "cuda", block=block, layer=layer, op=op, devices=("cuda",),
+    "cuda", **with_rational(CudaGroupRational), devices=("cuda",),
     dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=cuda_unavailable,
     description="CUDA C++ rational, forward and backward (deterministic two-stage coefficient sums), compiled on "
                 "first use with torch.utils.cpp_extension",

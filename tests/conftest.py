@@ -7,3 +7,19 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def grkan_gate(impl: str, form: str, device: str):
+    """The harness's correctness gate for a GR-KAN impl, with denominators moved off their inits (b = 0 or near it
+    there, where the gradient of |b| is degenerate) so that every coefficient gradient is exercised."""
+    from kanbench.harness.correctness import check_against_reference
+    from kanbench.harness.results import Config
+    from kanbench.harness.workload import build
+
+    config = Config("grkan", impl, form, device, "fp32", 24, 32, 64 if form != "op" else 32)
+    module = build(config)
+    for m in module.modules():
+        if hasattr(m, "denominator"):
+            with torch.no_grad():
+                m.denominator.add_(0.2)
+    return check_against_reference(config, module), module
