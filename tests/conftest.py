@@ -3,13 +3,20 @@ before any kernel module is imported, so it is set here, at collection time."""
 
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
-def grkan_gate(impl: str, form: str, device: str):
+@pytest.fixture
+def grkan_gate():
+    """``grkan_gate(impl, form, device) -> (GateResult, module)``, see :func:`_grkan_gate`."""
+    return _grkan_gate
+
+
+def _grkan_gate(impl: str, form: str, device: str):
     """The harness's correctness gate for a GR-KAN impl, with denominators moved off their inits (b = 0 or near it
     there, where the gradient of |b| is degenerate) so that every coefficient gradient is exercised."""
     from kanbench.harness.correctness import check_against_reference

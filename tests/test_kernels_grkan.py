@@ -7,7 +7,6 @@ import os
 
 import pytest
 import torch
-from conftest import grkan_gate
 
 from kanbench.kernels.grkan_rational_triton import rational_backward, rational_triton
 from kanbench.registry import create_block, get_variant
@@ -120,7 +119,7 @@ def test_width_not_divisible_by_groups_is_rejected(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("form", ["block", "op"])
-def test_triton_impl_passes_the_harness_gate(device, form):
+def test_triton_impl_passes_the_harness_gate(device, form, grkan_gate):
     result, _ = grkan_gate("triton", form, device)
     assert result.ok, result.message
 
@@ -239,7 +238,7 @@ def test_fused_layer_rejects_a_mismatched_weight(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("form", ["block", "layer"])
-def test_fused_impl_passes_the_harness_gate(device, form):
+def test_fused_impl_passes_the_harness_gate(device, form, grkan_gate):
     result, module = grkan_gate("triton_fused", form, device)
     assert sum(type(m).__name__ == "FusedGRKANLayer" for m in module.modules()) == (2 if form == "block" else 1)
     assert result.ok, result.message

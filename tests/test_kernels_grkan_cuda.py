@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import grkan_gate
 
 import kanbench.kernels.grkan_cuda as grkan_cuda
 from kanbench.registry import get_variant
@@ -166,7 +165,7 @@ def test_cuda_coefficient_gradients_are_bit_identical_across_calls():
 
 @gpu
 @pytest.mark.parametrize("form", ["op", "layer", "block"])
-def test_cuda_impl_passes_the_harness_gate(form):
+def test_cuda_impl_passes_the_harness_gate(form, grkan_gate):
     result, _ = grkan_gate("cuda", form, "cuda")
     assert result.ok, result.message
 
