@@ -27,7 +27,13 @@ import torch
 import triton
 import triton.language as tl
 
-from kanbench.kernels.grkan_rational_triton import check_rational_inputs, rational_backward, rational_of
+from kanbench.kernels.grkan_rational_triton import (
+    check_rational_inputs,
+    coefficients,
+    rational_backward,
+    rational_of,
+    rational_with,
+)
 
 ON_A = 1  # F on the A tiles: C = F(A) · B, channels along A's columns (the reduction dimension)
 ON_B = 2  # F on the B tiles: C = A · F(B), channels along B's columns (C's columns)
@@ -53,6 +59,9 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok, n_ok = rm < M, rn < N
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    if RATIONAL_ON == 2:  # the channels are this program's output columns: load their coefficients once
+        a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficients(num_ptr, den_ptr, rn, n_ok, group_width,
+                                                              num_stride_group)
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_ok = rk < K
@@ -67,7 +76,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
         if RATIONAL_ON == 1:
             a = rational_of(a.to(tl.float32), num_ptr, den_ptr, rk, k_ok, group_width, num_stride_group).to(b.dtype)
         else:
-            b = rational_of(b.to(tl.float32), num_ptr, den_ptr, rn, n_ok, group_width, num_stride_group).to(a.dtype)
+            b = rational_with(b.to(tl.float32), a0, a1, a2, a3, a4, a5, b0, b1, b2, b3).to(a.dtype)
         if IEEE:
             acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
         else:

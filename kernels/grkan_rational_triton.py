@@ -28,7 +28,7 @@ N_TERMS = 10  # 6 numerator + 4 denominator partial sums per channel
 
 
 @triton.jit
-def _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
+def coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
     """Each channel's numerator a0..a5 and |b0|..|b3| as fp32 row vectors (coefficients in any float dtype)."""
     group = cols // group_width
     a_base = a_ptr + group * a_stride_group  # stride 0 when the numerator is shared by all groups
@@ -49,7 +49,13 @@ def _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
 @triton.jit
 def rational_of(x, a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
     """F(x) in fp32 for a tile x whose dim 1 runs over the channels ``cols`` (P and Q by Horner's rule)."""
-    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
+    return rational_with(x, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3)
+
+
+@triton.jit
+def rational_with(x, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3):
+    """F(x) in fp32 with coefficients already loaded (row vectors over x's channels, |b| taken)."""
     ax = tl.abs(x)
     p = a0 + x * (a1 + x * (a2 + x * (a3 + x * (a4 + x * a5))))
     q = 1.0 + ax * (b0 + ax * (b1 + ax * (b2 + ax * b3)))
@@ -79,7 +85,7 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
     n_row_programs = tl.num_programs(0)
     cols = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < D
-    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = _coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
     # Running sums, elementwise over the tile, of t·xⁱ for da_i (t = dy/Q) and u·|x|^(j+1) for db_j
     # (u = dy·P/Q²); reduced over the tile's rows once, after the loop (a cross-thread reduction per iteration
     # would cost more than the arithmetic).

@@ -1,0 +1,183 @@
+"""Compile every Triton kernel of kanbench for a named NVIDIA GPU without one (ahead of time, compile only).
+
+The interpreter checks what the kernels compute, not whether they compile: a type error, an op the backend lacks
+or a tile that does not fit only shows on a GPU. Triton's compiler runs on any machine given a target, so this
+compiles each kernel with the launch parameters its wrapper uses, down to a cubin with Triton's bundled ptxas, and
+reports shared memory and (``python -m kanbench.kernels.aot``) registers and spills from ``ptxas -v``.
+
+    python -m kanbench.kernels.aot [sm_90] [--all-configs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import triton
+
+from kanbench.kernels import grkan_fused_triton as fused
+from kanbench.kernels import grkan_rational_triton as rational
+from kanbench.kernels import spark_decode_triton as decode
+from kanbench.kernels import spark_topk_triton as topk
+
+
+@dataclass
+class KernelSpec:
+    """One kernel with the argument types and constexprs of one real launch."""
+
+    name: str
+    fn: Any
+    types: dict[str, str]  # argument name -> Triton type ("*bf16", "i32", "fp32"); constexprs are given below
+    constexprs: dict[str, Any]
+    options: dict[str, int] = field(default_factory=dict)  # num_warps, num_stages
+
+
+def _ptr(dtype: str, *names: str) -> dict[str, str]:
+    return {n: f"*{dtype}" for n in names}
+
+
+def _ints(*names: str) -> dict[str, str]:
+    return {n: "i32" for n in names}
+
+
+def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False) -> list[KernelSpec]:
+    fwd_n, fwd_d = rational._blocks(width, rational.FWD_TILE)
+    bwd_n, bwd_d = rational._blocks(width, rational.BWD_TILE)
+    coefficients = _ptr("fp32", "a_ptr", "b_ptr")
+    specs = [
+        KernelSpec("grkan rational fwd", rational._rational_fwd_kernel,
+                   {**_ptr(dtype, "x_ptr"), **coefficients, **_ptr(dtype, "y_ptr"),
+                    **_ints("N", "D", "group_width", "a_stride_group")},
+                   {"BLOCK_N": fwd_n, "BLOCK_D": fwd_d}),
+        KernelSpec("grkan rational bwd", rational._rational_bwd_kernel,
+                   {**_ptr(dtype, "x_ptr", "dy_ptr"), **coefficients, **_ptr(dtype, "dx_ptr"),
+                    **_ptr("fp32", "partial_ptr"), **_ints("N", "D", "group_width", "a_stride_group")},
+                   {"BLOCK_N": bwd_n, "BLOCK_D": bwd_d}, {"num_warps": rational.BWD_WARPS}),
+        KernelSpec("grkan rational bwd stage 2a", rational._sum_partials_kernel,
+                   {**_ptr("fp32", "partial_ptr", "out_ptr"), **_ints("R", "M")}, {"BLOCK": rational.SUM_BLOCK}),
+        KernelSpec("grkan rational bwd stage 2b", rational._group_gradients_kernel,
+                   {**_ptr("fp32", "sums_ptr", "b_ptr", "da_ptr", "db_ptr"), **_ints("groups", "group_width")},
+                   {"SHARED": True, "BLOCK_W": 64}),
+    ]
+    configs = fused._configs() if all_configs else fused._configs()[2:3]  # 128 x 128 x 32, 4 warps
+    for config in configs:
+        for on in (fused.ON_A, fused.ON_B):
+            for operands in ("fp32", dtype):
+                tiles = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+                specs.append(KernelSpec(
+                    f"grkan fused matmul {'F(A)' if on == fused.ON_A else 'F(B)'} {operands} {tiles}",
+                    fused._fused_matmul_kernel,
+                    {**_ptr(operands, "a_ptr", "b_ptr", "c_ptr", "bias_ptr"), **_ptr("fp32", "num_ptr", "den_ptr"),
+                     **_ints("M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn", "stride_cm",
+                             "stride_cn", "group_width", "num_stride_group")},
+                    {"RATIONAL_ON": on, "HAS_BIAS": True, "IEEE": operands == "fp32", **config.kwargs},
+                    {"num_warps": config.num_warps, "num_stages": config.num_stages}))
+    return specs
+
+
+def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> list[KernelSpec]:
+    specs = []
+    for length, label in ((d_ff, "one block"), (4 * topk.MAX_ROW_BLOCK, "chunked")):
+        block, chunked = topk.row_block(length)
+        warps = {"num_warps": topk.row_warps(block)}
+        row = {"BLOCK": block, "CHUNKED": chunked}
+        specs += [
+            KernelSpec(f"spark top-k fwd ({label})", topk._topk_fwd_kernel,
+                       {**_ptr(dtype, "z_ptr", "out_ptr"), **_ptr("fp32", "mean_ptr", "std_ptr"), "d": "i32",
+                        "c": "fp32"}, row, warps),
+            KernelSpec(f"spark top-k bwd ({label})", topk._topk_bwd_kernel,
+                       {**_ptr(dtype, "z_ptr", "g_ptr"), **_ptr("fp32", "mean_ptr", "std_ptr"), **_ptr(dtype, "dz_ptr"),
+                        "d": "i32", "c": "fp32"}, row, warps),
+            KernelSpec(f"spark decode threshold ({label})", decode._threshold_kernel,
+                       {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), "d": "i32", "c": "fp32"}, row, warps),
+        ]
+    n_blocks = triton.cdiv(d_ff, decode.COMPACT_BLOCK)
+    specs += [
+        KernelSpec("spark decode union count", decode._union_count_kernel,
+                   {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr("i32", "count_ptr"),
+                    **_ints("B", "d")}, {"BLOCK": decode.COMPACT_BLOCK}),
+        KernelSpec("spark decode union compact", decode._union_compact_kernel,
+                   {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr("i32", "count_ptr", "index_ptr",
+                                                                               "total_ptr"),
+                    **_ints("B", "d", "n_blocks")},
+                   {"BLOCK": decode.COMPACT_BLOCK, "BLOCKS": triton.next_power_of_2(n_blocks)}),
+    ]
+    for rows in (16, 64):  # the tl.dot row tile: batch 1..16, and the largest decode batch
+        specs += [
+            KernelSpec(f"spark decode gate ({rows}-row tile)", decode._gate_kernel,
+                       {**_ptr(dtype, "q_ptr", "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr(dtype, "k2t_ptr"),
+                        **_ptr("i32", "index_ptr", "total_ptr"), **_ptr("fp32", "h_ptr"),
+                        **_ints("B", "d", "d_model", "r")},
+                       {"BLOCK_B": rows, "BLOCK_S": decode.GATE_SLOTS, "BLOCK_I": decode.GATE_CHUNK, "IEEE": False}),
+            KernelSpec(f"spark decode down ({rows}-row tile)", decode._down_kernel,
+                       {**_ptr("fp32", "h_ptr"), **_ptr(dtype, "vt_ptr"), **_ptr("i32", "index_ptr", "total_ptr"),
+                        **_ptr("fp32", "partial_ptr"), **_ints("B", "d", "d_model")},
+                       {"BLOCK_B": rows, "BLOCK_S": decode.DOWN_SLOTS, "BLOCK_D": decode.DOWN_COLS, "IEEE": False}),
+        ]
+    return specs
+
+
+def compile_spec(spec: KernelSpec, arch: str = "sm_90") -> Any:
+    """The compiled kernel (its ``asm`` holds ttir ... ptx, cubin; ``metadata.shared`` its shared memory)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    capability = int(arch.removeprefix("sm_"))
+    signature = {**spec.types, **{name: "constexpr" for name in spec.constexprs}}
+    source = ASTSource(fn=spec.fn, signature=signature, constexprs=spec.constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=spec.options)
+
+
+def ptxas_usage(kernel: Any, arch: str = "sm_90") -> tuple[int, int]:
+    """(registers, spill bytes) as Triton's bundled ptxas reports them for the kernel's PTX."""
+    from triton.backends.nvidia import compiler as nvidia
+
+    capability = int(arch.removeprefix("sm_"))
+    try:
+        tool = nvidia.get_ptxas(capability)  # triton >= 3.7 picks the ptxas by architecture
+    except TypeError:
+        tool = nvidia.get_ptxas()
+    ptxas = tool.path if hasattr(tool, "path") else tool[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx = Path(tmp) / "kernel.ptx"
+        ptx.write_text(kernel.asm["ptx"])
+        arch_flag = arch + ("a" if arch == "sm_90" else "")  # Triton targets sm_90a for Hopper
+        out = subprocess.run([ptxas, f"-arch={arch_flag}", "-v", str(ptx), "-o", str(Path(tmp) / "k.cubin")],
+                             capture_output=True, text=True, check=True).stderr
+    registers = int(re.search(r"Used (\d+) registers", out).group(1))
+    spills = sum(int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", out))
+    return registers, spills
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("arch", nargs="?", default="sm_90")
+    parser.add_argument("--all-configs", action="store_true", help="every autotune config of the fused matmul")
+    parser.add_argument("--json", action="store_true", help="one JSON list instead of the table")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        sys.exit("kanbench.kernels.aot: unset TRITON_INTERPRET (the interpreter's kernels cannot be compiled).")
+    rows = []
+    if not args.json:
+        print(f"triton {triton.__version__}, target {args.arch}")
+        print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")
+    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs():
+        kernel = compile_spec(spec, args.arch)
+        registers, spills = ptxas_usage(kernel, args.arch)
+        rows.append({"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills})
+        if not args.json:
+            print(f"{spec.name:58s} {kernel.metadata.shared:8d} {registers:5d} {spills:8d}")
+    if args.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
