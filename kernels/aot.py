@@ -38,6 +38,10 @@ class KernelSpec:
     types: dict[str, str]  # argument name -> Triton type ("*bf16", "i32", "fp32"); constexprs are given below
     constexprs: dict[str, Any]
     options: dict[str, int] = field(default_factory=dict)  # num_warps, num_stages
+    # Integer arguments that a real launch passes as multiples of 16: Triton specialises on that (as on 16-byte
+    # aligned pointers, assumed for every pointer), and it decides vector widths and layouts. Arguments that
+    # are 1 in a real launch (unit strides) go in ``constexprs``, as Triton specialises them.
+    divisible: tuple[str, ...] = ()
 
 
 def _ptr(dtype: str, *names: str) -> dict[str, str]:
@@ -48,6 +52,9 @@ def _ints(*names: str) -> dict[str, str]:
     return {n: "i32" for n in names}
 
 
+LABELS = {fused.ON_A: "fwd F(X)·Wᵀ", fused.ON_A_ROWS: "dWᵀ F(X)ᵀ·dY"}
+
+
 def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False) -> list[KernelSpec]:
     fwd_n, fwd_d = rational._blocks(width, rational.FWD_TILE)
     bwd_n, bwd_d = rational._blocks(width, rational.BWD_TILE)
@@ -56,30 +63,39 @@ def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False
         KernelSpec("grkan rational fwd", rational._rational_fwd_kernel,
                    {**_ptr(dtype, "x_ptr"), **coefficients, **_ptr(dtype, "y_ptr"),
                     **_ints("N", "D", "group_width", "a_stride_group")},
-                   {"BLOCK_N": fwd_n, "BLOCK_D": fwd_d}),
+                   {"BLOCK_N": fwd_n, "BLOCK_D": fwd_d}, divisible=("N", "D", "group_width")),
         KernelSpec("grkan rational bwd", rational._rational_bwd_kernel,
                    {**_ptr(dtype, "x_ptr", "dy_ptr"), **coefficients, **_ptr(dtype, "dx_ptr"),
                     **_ptr("fp32", "partial_ptr"), **_ints("N", "D", "group_width", "a_stride_group")},
-                   {"BLOCK_N": bwd_n, "BLOCK_D": bwd_d}, {"num_warps": rational.BWD_WARPS}),
+                   {"BLOCK_N": bwd_n, "BLOCK_D": bwd_d}, {"num_warps": rational.BWD_WARPS},
+                   divisible=("N", "D", "group_width")),
         KernelSpec("grkan rational bwd stage 2a", rational._sum_partials_kernel,
-                   {**_ptr("fp32", "partial_ptr", "out_ptr"), **_ints("R", "M")}, {"BLOCK": rational.SUM_BLOCK}),
+                   {**_ptr("fp32", "partial_ptr", "out_ptr"), **_ints("R", "M")}, {"BLOCK": rational.SUM_BLOCK},
+                   divisible=("M",)),
         KernelSpec("grkan rational bwd stage 2b", rational._group_gradients_kernel,
                    {**_ptr("fp32", "sums_ptr", "b_ptr", "da_ptr", "db_ptr"), **_ints("groups", "group_width")},
-                   {"SHARED": True, "BLOCK_W": 64}),
+                   {"SHARED": True, "BLOCK_W": 64}, divisible=("group_width",)),
     ]
     configs = fused._configs() if all_configs else fused._configs()[2:3]  # 128 x 128 x 32, 4 warps
     for config in configs:
-        for on in (fused.ON_A, fused.ON_B):
+        for on in (fused.ON_A, fused.ON_A_ROWS):
             for operands in ("fp32", dtype):
                 tiles = "x".join(str(config.kwargs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+                # the unit strides of the real launches: forward F(X)·Wᵀ (X and W row-major), weight gradient
+                # F(X)ᵀ·dY (X read transposed, dWᵀ stored transposed)
+                unit = {fused.ON_A: ("stride_ak", "stride_bk", "stride_cn"),
+                        fused.ON_A_ROWS: ("stride_am", "stride_bn", "stride_cm")}[on]
+                strides = [n for n in ("stride_am", "stride_ak", "stride_bk", "stride_bn", "stride_cm", "stride_cn")
+                           if n not in unit]
                 specs.append(KernelSpec(
-                    f"grkan fused matmul {'F(A)' if on == fused.ON_A else 'F(B)'} {operands} {tiles}",
+                    f"grkan fused matmul {LABELS[on]} {operands} {tiles}",
                     fused._fused_matmul_kernel,
                     {**_ptr(operands, "a_ptr", "b_ptr", "c_ptr", "bias_ptr"), **_ptr("fp32", "num_ptr", "den_ptr"),
-                     **_ints("M", "N", "K", "stride_am", "stride_ak", "stride_bk", "stride_bn", "stride_cm",
-                             "stride_cn", "group_width", "num_stride_group")},
-                    {"RATIONAL_ON": on, "HAS_BIAS": True, "IEEE": operands == "fp32", **config.kwargs},
-                    {"num_warps": config.num_warps, "num_stages": config.num_stages}))
+                     **_ints("M", "N", "K", *strides, "group_width", "num_stride_group")},
+                    {"RATIONAL_ON": on, "HAS_BIAS": True, "IEEE": operands == "fp32", **config.kwargs,
+                     **{n: 1 for n in unit}},
+                    {"num_warps": config.num_warps, "num_stages": config.num_stages},
+                    divisible=("M", "N", "K", *strides, "group_width")))
     return specs
 
 
@@ -92,23 +108,24 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
         specs += [
             KernelSpec(f"spark top-k fwd ({label})", topk._topk_fwd_kernel,
                        {**_ptr(dtype, "z_ptr", "out_ptr"), **_ptr("fp32", "mean_ptr", "std_ptr"), "d": "i32",
-                        "c": "fp32"}, row, warps),
+                        "c": "fp32"}, row, warps, divisible=("d",)),
             KernelSpec(f"spark top-k bwd ({label})", topk._topk_bwd_kernel,
                        {**_ptr(dtype, "z_ptr", "g_ptr"), **_ptr("fp32", "mean_ptr", "std_ptr"), **_ptr(dtype, "dz_ptr"),
-                        "d": "i32", "c": "fp32"}, row, warps),
+                        "d": "i32", "c": "fp32"}, row, warps, divisible=("d",)),
             KernelSpec(f"spark decode threshold ({label})", decode._threshold_kernel,
-                       {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), "d": "i32", "c": "fp32"}, row, warps),
+                       {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), "d": "i32", "c": "fp32"}, row, warps,
+                       divisible=("d",)),
         ]
     n_blocks = triton.cdiv(d_ff, decode.COMPACT_BLOCK)
     specs += [
         KernelSpec("spark decode union count", decode._union_count_kernel,
                    {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr("i32", "count_ptr"),
-                    **_ints("B", "d")}, {"BLOCK": decode.COMPACT_BLOCK}),
+                    **_ints("B", "d")}, {"BLOCK": decode.COMPACT_BLOCK}, divisible=("d",)),
         KernelSpec("spark decode union compact", decode._union_compact_kernel,
                    {**_ptr(dtype, "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr("i32", "count_ptr", "index_ptr",
                                                                                "total_ptr"),
                     **_ints("B", "d", "n_blocks")},
-                   {"BLOCK": decode.COMPACT_BLOCK, "BLOCKS": triton.next_power_of_2(n_blocks)}),
+                   {"BLOCK": decode.COMPACT_BLOCK, "BLOCKS": triton.next_power_of_2(n_blocks)}, divisible=("d",)),
     ]
     for rows in (16, 64):  # the tl.dot row tile: batch 1..16, and the largest decode batch
         specs += [
@@ -116,11 +133,13 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
                        {**_ptr(dtype, "q_ptr", "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr(dtype, "k2t_ptr"),
                         **_ptr("i32", "index_ptr", "total_ptr"), **_ptr("fp32", "h_ptr"),
                         **_ints("B", "d", "d_model", "r")},
-                       {"BLOCK_B": rows, "BLOCK_S": decode.GATE_SLOTS, "BLOCK_I": decode.GATE_CHUNK, "IEEE": False}),
+                       {"BLOCK_B": rows, "BLOCK_S": decode.GATE_SLOTS, "BLOCK_I": decode.GATE_CHUNK, "IEEE": False},
+                       divisible=("d", "d_model", "r")),
             KernelSpec(f"spark decode down ({rows}-row tile)", decode._down_kernel,
                        {**_ptr("fp32", "h_ptr"), **_ptr(dtype, "vt_ptr"), **_ptr("i32", "index_ptr", "total_ptr"),
                         **_ptr("fp32", "partial_ptr"), **_ints("B", "d", "d_model")},
-                       {"BLOCK_B": rows, "BLOCK_S": decode.DOWN_SLOTS, "BLOCK_D": decode.DOWN_COLS, "IEEE": False}),
+                       {"BLOCK_B": rows, "BLOCK_S": decode.DOWN_SLOTS, "BLOCK_D": decode.DOWN_COLS, "IEEE": False},
+                       divisible=("d", "d_model")),
         ]
     return specs
 
@@ -132,7 +151,9 @@ def compile_spec(spec: KernelSpec, arch: str = "sm_90") -> Any:
 
     capability = int(arch.removeprefix("sm_"))
     signature = {**spec.types, **{name: "constexpr" for name in spec.constexprs}}
-    source = ASTSource(fn=spec.fn, signature=signature, constexprs=spec.constexprs)
+    aligned = [name for name, kind in spec.types.items() if kind.startswith("*")] + list(spec.divisible)
+    attrs = {(spec.fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in aligned}
+    source = ASTSource(fn=spec.fn, signature=signature, constexprs=spec.constexprs, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32), options=spec.options)
 
 

