@@ -1,7 +1,7 @@
 """The ``cuda`` impl of ``grkan``: the group-rational op as CUDA C++ kernels (grkan_rational_cuda.cu, bound to
 torch by grkan_rational_cuda.cpp), compiled on first use with ``torch.utils.cpp_extension`` and cached by torch
-(``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions): the first call on a machine takes a minute, later
-ones load the built module.
+(``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions): the first call on a machine builds it (tens of
+seconds, most of it compiling the binding against torch's headers), later ones load the built module.
 
 Where it cannot be built, :func:`cuda_unavailable` says why (no GPU, a torch without CUDA, no toolkit), the runner
 records that as the row's status, and :func:`load_extension` raises the same message instead of a compiler trace.
