@@ -26,8 +26,6 @@ on the dtype and shape; `kanbench run --preset ffn-768` puts this impl's block b
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -35,13 +33,16 @@ import triton.language as tl
 from kanbench.kernels.grkan_rational_triton import (
     check_rational_inputs,
     coefficient_vectors,
+    kernel_coefficients,
     rational_backward,
     rational_of,
     rational_with,
 )
+from kanbench.kernels.launch import interpreted, needs_ieee_dot
+from kanbench.kernels.triton_dot import dot
 
 ON_A = 1  # F on the A tiles, channels along A's columns (the reduction dimension): the forward F(X) · Wᵀ
-ON_A_ROWS = 3  # F on the A tiles, channels along A's rows (C's rows): the weight gradient as (F(X)ᵀ · dY)ᵀ
+ON_A_ROWS = 2  # F on the A tiles, channels along A's rows (C's rows): the weight gradient as (F(X)ᵀ · dY)ᵀ
 
 
 @triton.jit
@@ -64,7 +65,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok, n_ok = rm < M, rn < N
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    if RATIONAL_ON == 3:  # the channels are this program's output rows: load their coefficients once, as columns
+    if RATIONAL_ON == 2:  # the channels are this program's output rows: load their coefficients once, as columns
         a0, a1, a2, a3, a4, a5, b0, b1, b2, b3 = coefficient_vectors(num_ptr, den_ptr, rm, m_ok, group_width,
                                                                      num_stride_group)
         a0, a1, a2, a3, a4, a5 = a0[:, None], a1[:, None], a2[:, None], a3[:, None], a4[:, None], a5[:, None]
@@ -84,10 +85,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
             a = rational_of(a.to(tl.float32), num_ptr, den_ptr, rk, k_ok, group_width, num_stride_group).to(b.dtype)
         else:
             a = rational_with(a.to(tl.float32), a0, a1, a2, a3, a4, a5, b0, b1, b2, b3).to(b.dtype)
-        if IEEE:
-            acc += tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-        else:
-            acc += tl.dot(a, b)
+        acc += dot(a, b, IEEE)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     c = c_ptr + rm[:, None].to(tl.int64) * stride_cm + rn[None, :].to(tl.int64) * stride_cn
@@ -106,10 +104,6 @@ _TUNED = triton.autotune(configs=_configs(), key=["M", "N", "K", "RATIONAL_ON", 
 INTERPRETER_BLOCKS = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 2}  # small: the emulator is slow
 
 
-def _interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def fused_matmul(a: torch.Tensor, b: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
                  rational_on: int, bias: torch.Tensor | None = None, out: torch.Tensor | None = None
                  ) -> torch.Tensor:
@@ -120,13 +114,12 @@ def fused_matmul(a: torch.Tensor, b: torch.Tensor, numerator: torch.Tensor, deno
     c = out if out is not None else torch.empty(M, N, device=a.device, dtype=a.dtype)
     groups = denominator.shape[0]
     channels = K if rational_on == ON_A else M
-    num = numerator.detach().float().contiguous()
-    den = denominator.detach().float().contiguous()
-    ieee = a.dtype == torch.float32 or _interpreted()  # the emulator's 16-bit tl.dot is wrong (see spark decode)
+    num, den, num_stride_group = kernel_coefficients(numerator, denominator)
+    ieee = needs_ieee_dot(a.dtype)
     args = (a, b, c, bias if bias is not None else c, num, den, M, N, K, a.stride(0), a.stride(1), b.stride(0),
-            b.stride(1), c.stride(0), c.stride(1), channels // groups, 6 if num.shape[0] > 1 else 0)
+            b.stride(1), c.stride(0), c.stride(1), channels // groups, num_stride_group)
     flags = {"RATIONAL_ON": rational_on, "HAS_BIAS": bias is not None, "IEEE": ieee}
-    if _interpreted():
+    if interpreted():
         grid = (triton.cdiv(M, INTERPRETER_BLOCKS["BLOCK_M"]) * triton.cdiv(N, INTERPRETER_BLOCKS["BLOCK_N"]),)
         _fused_matmul_kernel[grid](*args, **flags, **INTERPRETER_BLOCKS)
     else:

@@ -21,7 +21,8 @@ cudaError_t launch_rational_backward(int dtype, const void* x, const void* dy, v
 namespace {
 
 constexpr int kMaxGroups = 1024;  // the forward keeps every group's coefficients in 40 KB of shared memory
-constexpr int kBackwardChannels = 32;
+constexpr int kBackwardChannels = 32;  // the block shape of grkan_rational_cuda.cu's backward kernel
+constexpr int kBackwardRowLanes = 8;
 constexpr int kRowProgramsPerSM = 8;  // backward blocks of 256 threads per SM to fill; not yet tuned on a GPU
 
 int dtype_code(const torch::Tensor& x) {
@@ -83,7 +84,7 @@ std::vector<torch::Tensor> rational_backward(torch::Tensor dy, torch::Tensor x, 
   const int64_t N = D ? xc.numel() / D : 0;
   const int64_t channel_blocks = (D + kBackwardChannels - 1) / kBackwardChannels;
   const int64_t wanted = (kRowProgramsPerSM * sm_count(x) + channel_blocks - 1) / channel_blocks;
-  const int row_programs = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((N + 7) / 8, wanted)));
+  const int row_programs = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>((N + kBackwardRowLanes - 1) / kBackwardRowLanes, wanted)));
   torch::Tensor partial = torch::empty({row_programs, D, 10}, x.options().dtype(torch::kFloat));
   if (N > 0) {
     C10_CUDA_CHECK(kanbench::launch_rational_backward(

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kanbench.kernels.launch import check_launchable
+from kanbench.kernels.launch import check_launchable, sm_count
 
 N_TERMS = 10  # 6 numerator + 4 denominator partial sums per channel
 
@@ -220,34 +220,47 @@ def check_rational_inputs(x: torch.Tensor, numerator: torch.Tensor, denominator:
     return groups
 
 
+def kernel_coefficients(numerator: torch.Tensor, denominator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The coefficients as the kernels read them: contiguous fp32 numerator and denominator, and the numerator's
+    stride between groups (0 when one numerator is shared by all groups)."""
+    a = numerator.detach().float().contiguous()
+    return a, denominator.detach().float().contiguous(), 6 if a.shape[0] > 1 else 0
+
+
 def rational_forward(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     groups = check_rational_inputs(x, numerator, denominator)
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
     N = x2.shape[0]
-    a = numerator.detach().float().contiguous()
-    b = denominator.detach().float().contiguous()
+    a, b, a_stride_group = kernel_coefficients(numerator, denominator)
     y = torch.empty_like(x2)
     block_n, block_d = _blocks(D, FWD_TILE)
     grid = (triton.cdiv(N, block_n), triton.cdiv(D, block_d))
-    _rational_fwd_kernel[grid](x2, a, b, y, N, D, D // groups, 6 if a.shape[0] > 1 else 0,
-                               BLOCK_N=block_n, BLOCK_D=block_d)
+    _rational_fwd_kernel[grid](x2, a, b, y, N, D, D // groups, a_stride_group, BLOCK_N=block_n, BLOCK_D=block_d)
     return y.reshape(x.shape)
-
-
-_SM_COUNT: dict[int, int] = {}
 
 
 def _row_programs(N: int, D: int, block_n: int, block_d: int, device: torch.device) -> int:
     col_programs = triton.cdiv(D, block_d)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        if index not in _SM_COUNT:
-            _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-        target = BWD_PROGRAMS_PER_SM * _SM_COUNT[index]
-    else:
-        target = 4  # the interpreter: few programs, each looping over several row tiles
+    # the interpreter: few programs, each looping over several row tiles
+    target = BWD_PROGRAMS_PER_SM * sm_count(device) if device.type == "cuda" else 4
     return max(1, min(triton.cdiv(N, block_n), triton.cdiv(target, col_programs)))
+
+
+def coefficient_gradients(partial: torch.Tensor, b: torch.Tensor, shared_numerator: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The second stage: (da, db) in fp32 from the (row programs, D, 10) partial sums and the fp32 denominator, in a
+    fixed order (over row programs, then over each group's channels, then over groups for a shared numerator)."""
+    rows, D = partial.shape[0], partial.shape[1]
+    groups = b.shape[0]
+    sums = torch.empty(D, N_TERMS, device=partial.device, dtype=torch.float32)
+    _sum_partials_kernel[(triton.cdiv(D * N_TERMS, SUM_BLOCK),)](partial, sums, rows, D * N_TERMS, BLOCK=SUM_BLOCK)
+    da = torch.empty(1 if shared_numerator else groups, 6, device=partial.device, dtype=torch.float32)
+    db = torch.empty(groups, 4, device=partial.device, dtype=torch.float32)
+    group_width = D // groups
+    _group_gradients_kernel[(1,)](sums, b, da, db, groups, group_width, SHARED=shared_numerator,
+                                  BLOCK_W=min(64, triton.next_power_of_2(group_width)))
+    return da, db
 
 
 def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
@@ -257,24 +270,15 @@ def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor
     x2 = x.reshape(-1, D).contiguous()
     dy2 = dy.reshape(-1, D).contiguous()
     N = x2.shape[0]
-    a = numerator.detach().float().contiguous()
-    b = denominator.detach().float().contiguous()
+    a, b, a_stride_group = kernel_coefficients(numerator, denominator)
     dx = torch.empty_like(x2)
     block_n, block_d = _blocks(D, BWD_TILE)
     rows = _row_programs(N, D, block_n, block_d, x.device)
     partial = torch.empty(rows, D, N_TERMS, device=x.device, dtype=torch.float32)
     _rational_bwd_kernel[(rows, triton.cdiv(D, block_d))](x2, dy2, a, b, dx, partial, N, D, D // groups,
-                                                          6 if a.shape[0] > 1 else 0,
-                                                          BLOCK_N=block_n, BLOCK_D=block_d, num_warps=BWD_WARPS)
-    # second stage, fixed order: over row programs, then over the channels of each group
-    sums = torch.empty(D, N_TERMS, device=x.device, dtype=torch.float32)
-    _sum_partials_kernel[(triton.cdiv(D * N_TERMS, SUM_BLOCK),)](partial, sums, rows, D * N_TERMS, BLOCK=SUM_BLOCK)
-    shared = numerator.shape[0] == 1
-    da = torch.empty(numerator.shape, device=x.device, dtype=torch.float32)
-    db = torch.empty(groups, 4, device=x.device, dtype=torch.float32)
-    group_width = D // groups
-    _group_gradients_kernel[(1,)](sums, b, da, db, groups, group_width, SHARED=shared,
-                                  BLOCK_W=min(64, triton.next_power_of_2(group_width)))
+                                                          a_stride_group, BLOCK_N=block_n, BLOCK_D=block_d,
+                                                          num_warps=BWD_WARPS)
+    da, db = coefficient_gradients(partial, b, shared_numerator=numerator.shape[0] == 1)
     return dx.reshape(x.shape), da.to(numerator.dtype), db.to(denominator.dtype)
 
 

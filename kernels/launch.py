@@ -3,6 +3,7 @@ kernel wrapper checks before a launch."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -10,11 +11,33 @@ import torch
 FLOAT_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
 
 
+def interpreted() -> bool:
+    """Whether Triton kernels run in the CPU emulator (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA ``device`` (launch grids are sized per SM)."""
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def needs_ieee_dot(dtype: torch.dtype) -> bool:
+    """Whether a kernel's tl.dot should take fp32 operands at full precision: fp32 inputs (Triton's default for them
+    is TF32, torch's is not), and every input under the interpreter, whose 16-bit tl.dot returns garbage (triton
+    3.9: errors of 1e10 on a 16×16 bf16 product), so that the interpreter checks the kernels with exact products."""
+    return dtype == torch.float32 or interpreted()
+
+
 def check_launchable(x: torch.Tensor, who: str) -> None:
     """A ValueError, before any launch, for tensors a Triton kernel cannot take: not on a CUDA device (a launch with
     meta or host pointers would corrupt the CUDA context instead of failing; the CPU is fine under
     TRITON_INTERPRET=1), or not a float dtype the kernels compute in fp32."""
-    if x.device.type != "cuda" and not (os.environ.get("TRITON_INTERPRET") == "1" and x.device.type == "cpu"):
+    if x.device.type != "cuda" and not (interpreted() and x.device.type == "cpu"):
         raise ValueError(f"{who}: tensors must be on a CUDA device (or on the CPU under TRITON_INTERPRET=1), "
                          f"got {x.device.type}.")
     if x.dtype not in FLOAT_INPUTS:
@@ -27,7 +50,7 @@ def triton_unavailable(device: str) -> str | None:
         import triton  # noqa: F401
     except ImportError:
         return "triton is not installed (pip install triton; Linux only)"
-    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    if device == "cpu" and not interpreted():
         return ("Triton kernels need a CUDA GPU; on a CPU they run only under TRITON_INTERPRET=1 (slow, for "
                 "correctness, not timing)")
     if device == "cuda" and not torch.cuda.is_available():
@@ -37,7 +60,7 @@ def triton_unavailable(device: str) -> str | None:
 
 def triton_emulated(device: str) -> str | None:
     """Why a timing of a Triton kernel on ``device`` means nothing here (the interpreter on a CPU), or None."""
-    if device == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
+    if device == "cpu" and interpreted():
         return ("not timed: on a CPU the Triton kernels run in the TRITON_INTERPRET=1 emulator (checked for "
                 "correctness; its time measures numpy, not the kernel)")
     return None

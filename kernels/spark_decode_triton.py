@@ -27,15 +27,14 @@ GELU(max(z - θ, 0)) = GELU(0) = 0 there: the output equals the dense computatio
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from kanbench.kernels.launch import check_launchable
+from kanbench.kernels.launch import check_launchable, needs_ieee_dot, sm_count
 from kanbench.kernels.spark_decode_layout import MAX_DECODE_ROWS
 from kanbench.kernels.spark_topk_triton import row_block, row_mean_std, row_mean_std_chunked, row_warps
+from kanbench.kernels.triton_dot import dot
 
 # Tiles: slots (active neurons) per program in the gate and down kernels, inner-dimension chunk, output columns per
 # down program, neurons per compaction program, and the down kernel's slot-split programs per SM. Chosen for
@@ -96,17 +95,6 @@ def _union_compact_kernel(z_ptr, theta_ptr, count_ptr, index_ptr, total_ptr, B, 
 
 
 @triton.jit
-def _dot(a, b, IEEE: tl.constexpr):
-    """a @ b with fp32 accumulation. IEEE: operands as fp32 in full precision (Triton's default for fp32 is TF32);
-    set for fp32 weights, and under TRITON_INTERPRET=1, whose 16-bit tl.dot returns garbage (triton 3.9: errors of
-    1e10 on a 16×16 bf16 product), so the interpreter checks the same kernels with exact fp32 products."""
-    if IEEE:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    else:
-        return tl.dot(a, b)
-
-
-@triton.jit
 def _gate_kernel(q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr, B, d, d_model, r,
                  BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_I: tl.constexpr, IEEE: tl.constexpr):
     total = tl.load(total_ptr)
@@ -126,7 +114,7 @@ def _gate_kernel(q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr, 
                         other=0.0)
             w = tl.load(k2t_ptr + neuron[None, :].to(tl.int64) * n_in + i[:, None],
                         mask=i_ok[:, None] & slot_ok[None, :], other=0.0)  # (I, S): neuron rows, contiguous in i
-            acc += _dot(q.to(w.dtype), w, IEEE)
+            acc += dot(q.to(w.dtype), w, IEEE)
         both = row_ok[:, None] & slot_ok[None, :]
         z = tl.load(z_ptr + rows[:, None] * d + neuron[None, :], mask=both, other=0.0).to(tl.float32)
         theta = tl.load(theta_ptr + rows, mask=row_ok, other=0.0)
@@ -153,22 +141,16 @@ def _down_kernel(h_ptr, vt_ptr, index_ptr, total_ptr, partial_ptr, B, d, d_model
         h = tl.load(h_ptr + rows[:, None] * d + slots[None, :], mask=row_ok[:, None] & slot_ok[None, :], other=0.0)
         v = tl.load(vt_ptr + neuron[:, None].to(tl.int64) * d_model + cols[None, :],
                     mask=slot_ok[:, None] & col_ok[None, :], other=0.0)  # (S, D): rows of Vᵀ, contiguous
-        acc += _dot(h.to(v.dtype), v, IEEE)
+        acc += dot(h.to(v.dtype), v, IEEE)
     out = partial_ptr + (pid_split * B + rows[:, None]).to(tl.int64) * d_model + cols[None, :]
     tl.store(out, acc, mask=row_ok[:, None] & col_ok[None, :])
-
-
-_SM_COUNT: dict[int, int] = {}
 
 
 def _down_splits(device: torch.device, d_ff: int, col_programs: int) -> int:
     if device.type != "cuda":
         return 2  # the interpreter: enough to exercise the split and the second stage
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
     most = triton.cdiv(d_ff, DOWN_SLOTS)  # every neuron active
-    return max(1, min(most, triton.cdiv(DOWN_PROGRAMS_PER_SM * _SM_COUNT[index], col_programs)))
+    return max(1, min(most, triton.cdiv(DOWN_PROGRAMS_PER_SM * sm_count(device), col_programs)))
 
 
 def sparse_decode(q: torch.Tensor, K: torch.Tensor, k2_rows: torch.Tensor, v_rows: torch.Tensor, r: int,
@@ -204,7 +186,7 @@ def sparse_decode(q: torch.Tensor, K: torch.Tensor, k2_rows: torch.Tensor, v_row
                                        BLOCKS=triton.next_power_of_2(n_blocks))
 
     block_b = max(16, triton.next_power_of_2(B))
-    ieee = k2_rows.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1"
+    ieee = needs_ieee_dot(k2_rows.dtype)
     h = torch.empty(B, d_ff, device=device, dtype=torch.float32)
     _gate_kernel[(triton.cdiv(d_ff, GATE_SLOTS),)](q, z, theta, k2_rows, index, count, h, B, d_ff, d_model, r,
                                                    BLOCK_B=block_b, BLOCK_S=GATE_SLOTS, BLOCK_I=GATE_CHUNK,

@@ -27,16 +27,6 @@ def stage_two_torch(partial: torch.Tensor, groups: int) -> torch.Tensor:
     return partial.sum(0).view(groups, -1, kr.N_TERMS).sum(1)
 
 
-def stage_two_triton(partial: torch.Tensor, b: torch.Tensor, groups: int) -> None:
-    rows, D = partial.shape[0], partial.shape[1]
-    sums = torch.empty(D, kr.N_TERMS, device=partial.device)
-    kr._sum_partials_kernel[(triton.cdiv(D * kr.N_TERMS, kr.SUM_BLOCK),)](partial, sums, rows, D * kr.N_TERMS,
-                                                                         BLOCK=kr.SUM_BLOCK)
-    da, db = torch.empty(1, 6, device=partial.device), torch.empty(groups, 4, device=partial.device)
-    kr._group_gradients_kernel[(1,)](sums, b, da, db, groups, D // groups, SHARED=True,
-                                     BLOCK_W=min(64, triton.next_power_of_2(D // groups)))
-
-
 def main() -> None:
     src = torch.randn(1 << 28, device="cuda")
     dst = torch.empty_like(src)
@@ -67,7 +57,7 @@ def main() -> None:
             print(f"  bwd tile {tile:4d} warps {warps} per-SM {per_sm}: kernel {bench(launch):.4f} ms, "
                   f"{compiled.n_regs} registers, {compiled.n_spills} spills; stage two: torch "
                   f"{bench(functools.partial(stage_two_torch, partial, groups)):.4f} ms, triton "
-                  f"{bench(functools.partial(stage_two_triton, partial, b, groups)):.4f} ms")
+                  f"{bench(functools.partial(kr.coefficient_gradients, partial, b, True)):.4f} ms")
 
 
 if __name__ == "__main__":
