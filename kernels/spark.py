@@ -27,20 +27,15 @@ class TritonSparkFFN(SparkFFN):
 
     def uses_decode_path(self, q: torch.Tensor) -> bool:
         rows = q.numel() // q.shape[-1]
-        needs_grad = torch.is_grad_enabled() and (q.requires_grad or self.K.requires_grad or self.V.requires_grad)
-        return not needs_grad and 1 <= rows <= MAX_DECODE_ROWS
+        return not self.needs_gradients(q) and 1 <= rows <= MAX_DECODE_ROWS
 
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        if self.uses_decode_path(q):
-            return self._decode(q)
+    def topk(self, scores: torch.Tensor) -> torch.Tensor:
         from kanbench.kernels.spark_topk_triton import statistical_topk_triton
 
-        scores = q[..., : self.r] @ self.K[: self.r]
-        sparse = statistical_topk_triton(scores, self.k)
-        if self.track_active:
-            self._track(sparse > 0)
-        gate = q[..., self.r :] @ self.K[self.r :]
-        return (torch.nn.functional.gelu(sparse) * gate) @ self.V.T
+        return statistical_topk_triton(scores, self.k)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return self._decode(q) if self.uses_decode_path(q) else super().forward(q)
 
     def _decode(self, q: torch.Tensor) -> torch.Tensor:
         from kanbench.kernels.spark_decode_triton import sparse_decode

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from kanbench.kernels.spark_decode_layout import neuron_rows
 from kanbench.registry import Impl, register_impl
-from kanbench.variants.spark_ffn import SparkFFN, quantile_factor
+from kanbench.variants.spark_ffn import SparkFFN, statistical_threshold
 
 CHUNK = 256  # active neurons gathered at a time: 1.3 MB of K2ᵀ rows and 2.4 MB of Vᵀ rows at Gemma-2-2B size, fp32
 
@@ -32,14 +32,14 @@ class SparseCPUSparkFFN(SparkFFN):
         lead, d = q.shape[:-1], q.shape[-1]
         q = q.reshape(-1, d)
         scores = q[:, : self.r] @ self.K[: self.r]
-        var, mean = torch.var_mean(scores, dim=-1, keepdim=True, correction=0)
-        theta = mean + var.sqrt() * quantile_factor(self.k, self.d_hidden)
-        active = (scores > theta).any(dim=0).nonzero().squeeze(-1)  # union of the rows' active sets
+        theta = statistical_threshold(scores, self.k)
+        kept = scores > theta
+        active = kept.any(dim=0).nonzero().squeeze(-1)  # union of the rows' active sets
         self._union_count = active.numel()
         if self.track_active:
-            self._active = (scores > theta).float().mean().detach()
+            self._active = kept.float().mean().detach()
         sparse = F.relu(scores.index_select(-1, active) - theta)
-        if torch.is_grad_enabled() and (self.K.requires_grad or self.V.requires_grad or q.requires_grad):
+        if self.needs_gradients(q):
             gate = q[:, self.r:] @ self.K[self.r:].index_select(1, active)
             out = (F.gelu(sparse) * gate) @ self.V.index_select(1, active).T
         else:

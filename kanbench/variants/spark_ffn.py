@@ -65,11 +65,15 @@ def quantile_factor(k: int, d: int) -> float:
     return NormalDist().inv_cdf(1.0 - k / d)
 
 
-def statistical_topk(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Soft threshold ``max(z - θ, 0)`` over the last dim, θ = mean + std·Q(1 - k/d) (population std)."""
+def statistical_threshold(z: torch.Tensor, k: int) -> torch.Tensor:
+    """θ = mean + std·Q(1 - k/d) over the last dim (population std), kept as a (..., 1) column."""
     var, mean = torch.var_mean(z, dim=-1, keepdim=True, correction=0)
-    theta = mean + var.sqrt() * quantile_factor(k, z.shape[-1])
-    return F.relu(z - theta)
+    return mean + var.sqrt() * quantile_factor(k, z.shape[-1])
+
+
+def statistical_topk(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Soft threshold ``max(z - θ, 0)`` over the last dim, θ = :func:`statistical_threshold`."""
+    return F.relu(z - statistical_threshold(z, k))
 
 
 class StatisticalTopK(torch.autograd.Function):
@@ -176,9 +180,17 @@ class SparkFFN(nn.Module):
         self._active = kept.float().mean().detach()
         self._union_count = kept.reshape(-1, self.d_hidden).any(dim=0).sum().detach()
 
+    def needs_gradients(self, q: torch.Tensor) -> bool:
+        """Whether this call builds an autograd graph (a sparse path that only does inference must not be taken)."""
+        return torch.is_grad_enabled() and (q.requires_grad or self.K.requires_grad or self.V.requires_grad)
+
+    def topk(self, scores: torch.Tensor) -> torch.Tensor:
+        """The statistical top-k of the predictor scores (an impl with a fused kernel overrides this alone)."""
+        return statistical_topk(scores, self.k)
+
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         scores = q[..., : self.r] @ self.K[: self.r]  # the predictor K1ᵀ q[:r]
-        sparse = statistical_topk(scores, self.k)
+        sparse = self.topk(scores)
         if self.track_active:
             self._track(sparse > 0)
         gate = q[..., self.r :] @ self.K[self.r :]  # K2ᵀ q[r:], dense here
