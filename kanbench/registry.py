@@ -89,6 +89,9 @@ class VariantSpec:
     # Where inputs live: "normal" (N(0, 1), a transformer's normalised activations) or "unit" (U[0, 1], for
     # ReLU-KAN whose bumps cover about [0, 1]). Tests and harnesses draw their random inputs from it.
     input_kind: str = "normal"
+    # ``edge_inputs(**hparams) -> values``: where the variant's function changes piece (grid knots, interval ends,
+    # the rational's sign at 0). The correctness gate puts inputs exactly there, beside and outside the range.
+    edge_inputs: Callable[..., list[float]] | None = None
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -141,12 +144,14 @@ def register(
     op: Callable[..., nn.Module] | None = None,
     op_cost: Callable[..., Cost] | None = None,
     input_kind: str = "normal",
+    edge_inputs: Callable[..., list[float]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl.
 
     ``validate(d_in, d_out, **hparams)`` raises ValueError naming the violated constraint (for a variant with a
     layer form it checks one layer, and a block is checked as its two layers); ``block_cost(d_model,
-    d_hidden, **hparams)`` and ``layer_cost(d_in, d_out, **hparams)`` give the analytic :class:`Cost`.
+    d_hidden, **hparams)`` and ``layer_cost(d_in, d_out, **hparams)`` give the analytic :class:`Cost`;
+    ``edge_inputs(**hparams)`` lists the input values where the function changes piece (see :class:`VariantSpec`).
     """
 
     def decorator(block: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -156,7 +161,7 @@ def register(
             name=name, description=description, paper=paper, block=block, block_cost=block_cost,
             defaults=dict(defaults), validate=validate, layer=layer, layer_cost=layer_cost,
             last_layer_hparams=dict(last_layer_hparams or {}), op=op, op_cost=op_cost,
-            input_kind=input_kind,
+            input_kind=input_kind, edge_inputs=edge_inputs,
         )
         spec.impls["reference"] = Impl("reference", block=block, layer=layer, op=op, description="plain PyTorch")
         _REGISTRY[name] = spec

@@ -98,10 +98,8 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
 
 
 def _gate_status(result: correctness.GateResult) -> str:
-    """A wrong number is a mismatch; a NaN/Inf output is an error."""
-    if result.ok:
-        return "ok"
-    return "error" if result.max_error == float("inf") else "mismatch"
+    """A wrong number or missing work is a mismatch; a NaN/Inf output (or a broken reference) is an error."""
+    return result.status
 
 
 def _status_of(err: BaseException) -> str:

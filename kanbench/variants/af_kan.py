@@ -125,6 +125,12 @@ def layer_cost(d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation
     return Cost(params, 2 * d_in * n + 2 * d_in * d_out, features + norm + attention + output)
 
 
+def edge_inputs(grid_size: int = 3, k: int = 3, **_: object) -> list[float]:
+    """The interval ends s_j and e_j and points outside them."""
+    ends = [(j - k) / grid_size for j in range(grid_size + 2 * k + 2)]
+    return ends + [ends[0] - 1.0, ends[-1] + 1.0]
+
+
 def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
     return layer_cost(d_model, d_hidden, **hp) + layer_cost(d_hidden, d_model, **hp)
 
@@ -136,6 +142,7 @@ def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
     block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
+    edge_inputs=edge_inputs,
     layer=AFKANLayer,
     layer_cost=layer_cost,
 )

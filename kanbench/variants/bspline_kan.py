@@ -61,6 +61,13 @@ def bspline_bases(x: torch.Tensor, grid: torch.Tensor, spline_order: int) -> tor
     return bases
 
 
+def edge_inputs(grid_size: int = 5, spline_order: int = 3, grid_range: tuple[float, float] = (-1.0, 1.0),
+                **_: float) -> list[float]:
+    """Every knot (the bases change polynomial piece there), the extended grid's ends and beyond them."""
+    knots = make_grid(1, grid_size, spline_order, grid_range)[0].tolist()
+    return knots + [knots[0] - 1.0, knots[-1] + 1.0]
+
+
 class BSplineKANLayer(nn.Module):
     """``y = W_base · SiLU(x) + (W_spline ⊙ s) · B(x)``: one KAN layer d_in → d_out (see the module docstring)."""
 
@@ -125,6 +132,7 @@ def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
     block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
+    edge_inputs=edge_inputs,
     layer=BSplineKANLayer,
     layer_cost=layer_cost,
 )

@@ -58,7 +58,13 @@ def validate(d_in: int, d_out: int, groups: int = 8, init: str = "swish", shared
 
 
 def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """Group-rational F(x) over the last dim of x: numerator (1 or g, 6), denominator (g, 4)."""
+    """Group-rational F(x) over the last dim of x: numerator (1 or g, 6), denominator (g, 4).
+
+    16-bit inputs are evaluated in fp32 and the result rounded back, as KAT's kernels and kanbench's do: in fp16,
+    x⁵ (and so F and its coefficient gradients) overflows to inf above |x| ≈ 9.2."""
+    out_dtype = x.dtype
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x, numerator, denominator = x.float(), numerator.float(), denominator.float()
     groups = denominator.shape[0]
     xg = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
     a = numerator.unsqueeze(-1)  # (1|g, 6, 1): broadcasts over the channels of a group
@@ -71,7 +77,7 @@ def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor
     for j in (1, 0):
         q = q * ax + b[:, j]
     q = q * ax + 1.0
-    return (p / q).reshape(x.shape)
+    return (p / q).reshape(x.shape).to(out_dtype)
 
 
 class GroupRational(nn.Module):
@@ -120,6 +126,11 @@ def make_op(width: int, groups: int = 8, init: str = "swish", shared_numerator: 
     return GroupRational(groups, init, shared_numerator)
 
 
+def edge_inputs(**_: object) -> list[float]:
+    """x = 0 (where sign(x) in dF/dx switches) and magnitudes where x⁵ and x⁴ dominate P and Q."""
+    return [0.0, -0.0, 1.0, -1.0, 4.0, -4.0]
+
+
 @register(
     "grkan",
     description="GR-KAN (KAT): group-rational P/Q then Linear; block F_id→Linear→F_swish→Linear",
@@ -127,6 +138,7 @@ def make_op(width: int, groups: int = 8, init: str = "swish", shared_numerator: 
     block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
+    edge_inputs=edge_inputs,
     layer=GRKANLayer,
     layer_cost=layer_cost,
     op=make_op,

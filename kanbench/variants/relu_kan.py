@@ -31,6 +31,12 @@ def validate(d_in: int, d_out: int, grid_size: int = 5, k: int = 3, train_interv
         raise ValueError(f"relu_kan: k must be an integer >= 0, got {k!r}.")
 
 
+def edge_inputs(grid_size: int = 5, k: int = 3, **_: object) -> list[float]:
+    """The interval ends s_j and e_j (a bump's kinks) and points outside [-k/G, 1 + k/G]."""
+    ends = [(j - k) / grid_size for j in range(grid_size + 2 * k + 2)]
+    return ends + [ends[0] - 1.0, ends[-1] + 1.0]
+
+
 class ReLUKANLayer(nn.Module):
     """``y = W · vec([ReLU(e - x)·ReLU(x - s)]²·r) + b`` (see the module docstring)."""
 
@@ -79,6 +85,7 @@ def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
     block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
+    edge_inputs=edge_inputs,
     layer=ReLUKANLayer,
     layer_cost=layer_cost,
     input_kind="unit",
