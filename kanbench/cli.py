@@ -61,20 +61,28 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     if table.empty:
         console.print("no configuration is in both runs")
         return 1 if args.fail_on_regression is not None else 0
-    view = Table(title=f"B / A latency: A = {runs[0]}, B = {runs[1]} (flagged beyond both p20–p80 spreads)")
+    view = Table(title=f"B / A latency: A = {runs[0]}, B = {runs[1]} (95 % bootstrap interval of the ratio of "
+                       "medians; flagged where it excludes 1)")
     for col in ("variant", "impl", "mode", "dtype", "tokens", "d_model", "A median ms", "B median ms", "B / A",
-                "change"):
+                "95 % interval", "change"):
         view.add_column(col)
     for r in table.itertuples():
-        style = {"slower": "red", "faster": "green"}.get(r.change, "")
+        style = {"slower": "red", "faster": "green"}.get(r.change.split(" ")[0], "")
         ratio = "-" if r.ratio != r.ratio else f"{r.ratio:.3f}"
-        view.add_row(r.variant, r.impl, r.mode, r.dtype, r.tokens, r.d_model, f"{r.median_a:.4g}",
-                     f"{r.median_b:.4g}", ratio, f"[{style}]{r.change}[/]" if style else r.change)
+        interval = "-" if r.low != r.low else f"{r.low:.3f}–{r.high:.3f}"
+        median_a = "-" if r.median_a != r.median_a else f"{r.median_a:.4g}"
+        median_b = "-" if r.median_b != r.median_b else f"{r.median_b:.4g}"
+        view.add_row(r.variant, r.impl, r.mode, r.dtype, r.tokens, r.d_model, median_a, median_b, ratio, interval,
+                     f"[{style}]{r.change}[/]" if style else r.change)
     console.print(view)
     if args.fail_on_regression is not None:
         bad = regressions(table, args.fail_on_regression)
         if len(bad):
-            console.print(f"[red]{len(bad)} regression(s) beyond {args.fail_on_regression} % and the spread[/]")
+            named = "; ".join(f"{r.variant}/{r.impl} {r.mode} {r.dtype} {r.tokens}x{r.d_model} "
+                              f"({r.change if r.ratio != r.ratio else f'{r.ratio:.2f}x'})"
+                              for r in bad.itertuples())
+            console.print(f"[red]{len(bad)} regression(s) beyond {args.fail_on_regression} % with an interval "
+                          f"excluding 1: {named}[/]", highlight=False)
             return 1
     return 0
 
@@ -105,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_compare.add_argument("run_a", help="baseline run folder")
     p_compare.add_argument("run_b", help="run folder to compare with the baseline")
     p_compare.add_argument("--fail-on-regression", type=float, default=None, metavar="PCT",
-                           help="exit 1 when a configuration is slower by more than PCT %% and beyond both spreads")
+                           help="exit 1 when a configuration is slower by more than PCT %% with a 95 %% "
+                                "interval excluding 1 (or stopped running); names every one")
     p_compare.set_defaults(func=cmd_compare)
     p_import = sub.add_parser("import-benchmark", help="a pytest-benchmark JSON as a kanbench run folder")
     p_import.add_argument("json", help="the file pytest --benchmark-json wrote")

@@ -84,7 +84,7 @@ def test_report_writes_every_plot_and_tables_with_every_variant_and_status(tmp_p
     assert "![latency_by_variant](plots/latency_by_variant.png)" in text
 
 
-def test_compare_flags_a_planted_slowdown_and_not_a_change_within_the_spread(tmp_path, capsys):
+def test_compare_flags_a_planted_slowdown_and_not_a_change_within_the_noise(tmp_path, capsys):
     a = synthetic_run(tmp_path / "a")
     b = synthetic_run(tmp_path / "b", slow={"grkan": 2.0}, noise=0.01)  # 1 % everywhere, 2x for grkan
     assert main(["compare", str(a), str(b)]) == 0
@@ -94,7 +94,7 @@ def test_compare_flags_a_planted_slowdown_and_not_a_change_within_the_spread(tmp
     flagged = table[table.change == "slower"]
     assert set(flagged.variant) == {"grkan"}
     assert flagged.ratio.between(2.0, 2.05).all()
-    assert set(table[table.variant == "mlp"].change) == {"within spread"}
+    assert set(table[table.variant == "mlp"].change) == {"within noise"}
     assert main(["compare", str(a), str(b), "--fail-on-regression", "10"]) == 1
     assert main(["compare", str(a), str(a), "--fail-on-regression", "10"]) == 0
 

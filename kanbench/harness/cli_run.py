@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from kanbench import registry
-from kanbench.harness import accuracy
+from kanbench.harness import accuracy, contention
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
+from kanbench.harness.plan import make_plan
 from kanbench.harness.presets import HARNESSES, PRESETS, get_preset
-from kanbench.harness.runner import Runner, make_plan
+from kanbench.harness.runner import Runner
 
 RESULTS_ROOT = Path("results") / "runs"
 
@@ -144,9 +145,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)
+    if (out_dir / "results.csv").exists() and (out_dir / "results.csv").stat().st_size and not args.resume:
+        raise ValueError(f"{out_dir} already holds a run; add --resume to complete it, or choose another --out.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume and (out_dir / "env.json").exists():  # a resumed run keeps its id
-        run_id = json.loads((out_dir / "env.json").read_text()).get("run_id", out_dir.name)
+    previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
+        else {}
+    run_id = previous.get("run_id", run_id)  # a resumed run keeps its id
     started = time.perf_counter()
     env = environment(device, sys.argv[1:] if args.command == "run" else None)
     env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
@@ -154,9 +158,22 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
                   f"{len(plan.accuracy_items)} training runs, "
                   f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
+    busy = contention.machine_load(0.5)
+    if busy is not None and busy.contaminated:
+        console.print(f"[yellow]warning: the machine is busy before the run ({busy.describe()}); timings taken "
+                      "while it stays busy are measured again, then marked noisy. Publish only from an idle "
+                      "machine.[/]")
     env["ceilings"] = measure_ceilings(device, dtypes)
+    sessions = previous.get("sessions", [])
+    session = {key: env[key] for key in ("time_utc", "git_commit", "command", "ceilings", "torch", "triton")}
+    session["load_at_start"] = None if busy is None else busy.describe()
+    env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
+    if previous:  # the first session's record stays the run's; later ones are in `sessions`
+        env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
     write_env(out_dir / "env.json", env)
-    runner = Runner(plan, out_dir, run_id, env["ceilings"], args.resume)
+    runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions))
+    for repair in runner.repairs:
+        console.print(f"[yellow]{repair}[/]")
     try:
         skipped = runner.run(progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -219,7 +236,7 @@ def print_latency(df: pd.DataFrame, console: Console) -> None:
         stats = {r.stat: r.value for r in group.itertuples()}
         status = ",".join(sorted(set(group.status)))
         over = df[(df.metric == "over_floor") & (df[keys] == pd.Series(dict(zip(keys, key, strict=True)))).all(axis=1)]
-        if status == "ok":
+        if status in ("ok", "noisy"):  # noisy: measured while the machine was busy; the number stays, marked
             median = f"{float(stats['median']):.4g}"
             spread = f"{float(stats['p20']):.4g}–{float(stats['p80']):.4g}"
         else:

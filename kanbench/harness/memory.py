@@ -1,15 +1,45 @@
-"""Memory: parameter bytes; bytes saved for backward (saved-tensor hooks: works on every device); and on CUDA the
-peak allocated during one call over what was allocated before it (not absolute)."""
+"""Memory: parameter bytes; the impl's own buffers (caches it keeps beside its parameters, such as the sparse decode
+paths' neuron-major weight copy); bytes saved for backward (saved-tensor hooks: works on every device); and on CUDA
+the peak allocated during one call over a clean baseline (parameters, input and the impl's buffers only: no
+gradients or outputs left from an earlier call)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterable
 
 import torch
 
 
 def parameter_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _tensors_in(value: object, depth: int = 2) -> Iterable[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth > 0 and isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors_in(item, depth - 1)
+    elif depth > 0 and isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors_in(item, depth - 1)
+
+
+def impl_buffer_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the tensors a module keeps outside its parameters (registered buffers and plain attributes such
+    as caches), each storage counted once. Run a forward first: lazy caches exist only after one."""
+    parameters = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    storages: dict[int, int] = {}
+    for m in module.modules():
+        for name, value in vars(m).items():
+            if name in ("_parameters", "_modules"):
+                continue
+            for t in _tensors_in(value):
+                storage = t.untyped_storage()
+                if storage.data_ptr() not in parameters and not t.is_meta:
+                    storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
 def saved_for_backward_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
@@ -30,8 +60,19 @@ def saved_for_backward_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-def peak_over_baseline_bytes(fn: Callable[[], object], device: str) -> int:
-    """Peak bytes allocated during ``fn()`` above those allocated before it (CUDA)."""
+def clear_gradients(modules: Iterable[torch.nn.Module], x: torch.Tensor) -> None:
+    """Drop every gradient a previous call left (on the modules and the input), so that a baseline holds none."""
+    for module in modules:
+        module.zero_grad(set_to_none=True)
+    x.grad = None
+
+
+def peak_over_baseline_bytes(fn: Callable[[], object], device: str, modules: Iterable[torch.nn.Module],
+                             x: torch.Tensor) -> int:
+    """Peak bytes allocated during ``fn()`` above a clean baseline (CUDA): gradients of earlier calls are dropped
+    and freed first, or the call would free them and the peak would under-count what it needs."""
+    clear_gradients(modules, x)
+    gc.collect()
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     baseline = torch.cuda.memory_allocated(device)
@@ -39,4 +80,5 @@ def peak_over_baseline_bytes(fn: Callable[[], object], device: str) -> int:
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - baseline
     del result
+    clear_gradients(modules, x)
     return peak

@@ -1,5 +1,6 @@
 """The tidy CSV: one row per configuration × metric × statistic, appended and flushed as it is produced, so an
-interrupted run leaves a valid file and ``--resume`` can skip what is done."""
+interrupted run leaves a valid file and ``--resume`` can skip what is done. A last line cut by a crash or a full
+disk is repaired (dropped, and said so) before a resumed run appends anything."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 COLUMNS = [
     "run_id", "variant", "impl", "form", "harness", "mode", "metric", "value", "unit", "stat", "device", "dtype",
-    "tokens", "d_model", "d_hidden", "shape", "params", "hparams", "seed", "status", "message",
+    "tokens", "d_model", "d_hidden", "shape", "params", "hparams", "seed", "status", "message", "session",
 ]
-STATUSES = ("ok", "oom", "error", "mismatch", "skipped")
+# noisy: measured, but the machine was busy during the measurement even after re-measuring (see contention.py)
+STATUSES = ("ok", "noisy", "oom", "error", "mismatch", "skipped")
+MEASURED = frozenset({"ok", "noisy"})  # the statuses whose rows carry a number
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,9 @@ def unit_key(fields: dict[str, Any]) -> tuple:
 
 
 def row(config: Config, run_id: str, harness: str, mode: str, metric: str, value: float | None, unit: str,
-        stat: str = "value", params: int | None = None, status: str = "ok", message: str = "") -> dict[str, Any]:
+        stat: str = "value", params: int | None = None, status: str = "ok", message: str = "",
+        session: int = 0) -> dict[str, Any]:
+    """One CSV row; ``session`` is the index of the env.json session (a resumed run adds one) that measured it."""
     assert status in STATUSES, status
     fields = asdict(config)
     fields.pop("hparams")
@@ -63,12 +68,36 @@ def row(config: Config, run_id: str, harness: str, mode: str, metric: str, value
         **fields, "run_id": run_id, "harness": harness, "mode": mode, "metric": metric,
         "value": "" if value is None else value, "unit": unit, "stat": stat, "shape": config.shape,
         "params": "" if params is None else params, "hparams": config.hparams_json(), "status": status,
-        "message": message.replace("\n", " ")[:500],
+        "message": message.replace("\n", " ")[:500], "session": session,
     }
 
 
+def repair_partial_tail(path: Path) -> str | None:
+    """Drop a last line that a crash or a full disk cut short (no final newline, or fewer fields than the header),
+    keeping every complete row. Returns what was dropped, or None. A header that is not this version's is an error:
+    rows of two schemas must not share a file."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    data = path.read_bytes()
+    header = data.split(b"\n", 1)[0].decode(errors="replace").rstrip("\r")
+    columns = next(csv.reader([header]))
+    expected = COLUMNS if path.name == "results.csv" else None
+    if expected is not None and columns != expected:
+        raise ValueError(f"{path} has the columns of another kanbench version ({len(columns)} columns, not "
+                         f"{len(expected)}); --resume cannot add to it: start a new run with a new --out.")
+    keep = data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+    lines = keep.decode(errors="replace").splitlines(keepends=True)
+    if len(lines) > 1 and len(next(csv.reader([lines[-1]]))) != len(columns):  # cut inside a row, then a newline
+        keep = "".join(lines[:-1]).encode()
+    if keep == data:
+        return None
+    dropped = data[len(keep):].decode(errors="replace")
+    path.write_bytes(keep)
+    return f"{path.name}: dropped an incomplete last line ({len(dropped)} characters: {dropped[:60]!r}...)"
+
+
 class ResultWriter:
-    """Appends rows to ``results.csv`` and flushes after every configuration."""
+    """Appends rows to ``results.csv`` and flushes after every unit of work."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -90,9 +119,14 @@ class ResultWriter:
         self._file.close()
 
 
-def done_keys(path: Path) -> set[tuple]:
-    """Units of work already recorded in a results.csv (any status), for --resume."""
+def recorded_rows(path: Path) -> list[dict[str, str]]:
+    """Every row of a results.csv (none if it does not exist)."""
     if not path.exists():
-        return set()
+        return []
     with path.open(newline="") as f:
-        return {unit_key(r) for r in csv.DictReader(f)}
+        return list(csv.DictReader(f))
+
+
+def done_keys(rows: list[dict[str, str]]) -> set[tuple]:
+    """Units of work already recorded (any status), for --resume."""
+    return {unit_key(r) for r in rows}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,6 +32,41 @@ def sample_input(config: Config, seed_offset: int = 0, dtype: torch.dtype | None
 
 def output_width(config: Config) -> int:
     return config.d_hidden if config.form == "layer" else config.d_model
+
+
+MAX_COPIES = 512
+COPIES_BYTES_LIMIT = 4 * 2**30  # never more than 4 GiB of weight copies
+
+
+def last_level_cache_bytes(device: str) -> int:
+    """The largest cache the weights could stay in between calls: the GPU's L2, or the CPU's largest cache level
+    (from /sys; 32 MiB where it cannot be read)."""
+    if torch.device(device).type == "cuda":
+        props = torch.cuda.get_device_properties(torch.device(device))
+        return int(getattr(props, "L2_cache_size", 0) or 50 * 2**20)
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip().upper()
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        try:
+            sizes.append(int(text.rstrip("KMG")) * scale)
+        except ValueError:
+            continue
+    return max(sizes, default=32 * 2**20)
+
+
+def decode_copies(module: nn.Module, device: str, minimum: int) -> tuple[int, str]:
+    """How many weight copies to rotate over so that together they exceed twice the last-level cache (and the
+    preset's ``minimum``): a decode call then finds its weights out of cache, as a model's next layer would."""
+    weight_bytes = max(1, sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+    cache = last_level_cache_bytes(device)
+    wanted = max(minimum, math.ceil(2 * cache / weight_bytes))
+    copies = max(1, min(wanted, MAX_COPIES, COPIES_BYTES_LIMIT // weight_bytes))
+    note = (f"weights rotated over {copies} copies ({copies * weight_bytes / 2**20:.1f} MiB against a "
+            f"{cache / 2**20:.0f} MiB last-level cache)")
+    if copies * weight_bytes < 2 * cache:
+        note += ": capped, the copies do not exceed twice the cache"
+    return copies, note
 
 
 @dataclass

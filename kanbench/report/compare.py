@@ -1,5 +1,7 @@
-"""``kanbench compare RUN_A RUN_B``: per-configuration latency ratios (B / A). A change is flagged only when it
-exceeds the two runs' own spread: the p20–p80 intervals of A and B do not overlap."""
+"""``kanbench compare RUN_A RUN_B``: per-configuration latency ratios (B / A) with a 95 % bootstrap interval from
+both runs' samples (:mod:`.intervals`). A change is flagged only when the interval excludes 1; a configuration
+measured while the machine was busy (status ``noisy``) says so. Runs without samples (imported pytest-benchmark
+JSON) fall back to their spreads: the interval is p20_b/p80_a .. p80_b/p20_a (quartiles there)."""
 
 from __future__ import annotations
 
@@ -7,44 +9,53 @@ from pathlib import Path
 
 import pandas as pd
 
-KEYS = ["variant", "impl", "form", "mode", "device", "dtype", "tokens", "d_model", "d_hidden", "hparams", "seed"]
+from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
+
+KEYS = SAMPLE_KEYS
 
 
 def _latency(run_dir: Path) -> pd.DataFrame:
     df = pd.read_csv(run_dir / "results.csv", keep_default_na=False, dtype=str)
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
-    ok = lat[lat.status == "ok"].pivot_table(index=KEYS, columns="stat", values="value", aggfunc="first")
-    ok = ok[["median", "p20", "p80"]].astype(float)
+    measured = lat[lat.status.isin(["ok", "noisy"])]
+    stats = measured.pivot_table(index=KEYS, columns="stat", values="value", aggfunc="first")
+    low, high = ("p20", "p80") if "p20" in stats.columns else ("q1", "q3")
+    stats = stats[["median", low, high]].astype(float).rename(columns={low: "low", high: "high"})
     status = lat.groupby(KEYS).status.first()
-    return ok.join(status, how="outer")
+    return stats.join(status, how="outer")
 
 
 def compare_runs(run_a: Path, run_b: Path) -> pd.DataFrame:
-    """One row per configuration present in both runs: medians, ratio, and ``change`` (``slower`` / ``faster``
-    beyond both spreads, ``within spread``, or the status change of a configuration that stopped running)."""
+    """One row per configuration present in both runs: medians, ratio with its interval, and ``change``
+    (``slower`` / ``faster`` when the interval excludes 1, ``within noise``, or the status change of a
+    configuration that stopped running)."""
     a, b = _latency(run_a), _latency(run_b)
-    both = a.join(b, lsuffix="_a", rsuffix="_b", how="inner")
+    samples_a, samples_b = load_samples(run_a), load_samples(run_b)
+    both = a.merge(b, left_index=True, right_index=True, suffixes=("_a", "_b"))
     rows = []
+    measured = {"ok", "noisy"}
     for key, r in both.iterrows():
         entry = dict(zip(KEYS, key, strict=True))
-        if r.status_a != "ok" or r.status_b != "ok":
-            entry.update(median_a=r.median_a, median_b=r.median_b, ratio=float("nan"),
+        entry.update(median_a=r.median_a, median_b=r.median_b)
+        if r.status_a not in measured or r.status_b not in measured:
+            entry.update(ratio=float("nan"), low=float("nan"), high=float("nan"),
                          change=f"status {r.status_a} → {r.status_b}" if r.status_a != r.status_b else r.status_a)
+            rows.append(entry)
+            continue
+        if key in samples_a and key in samples_b:
+            ratio, low, high = ratio_interval(samples_a[key], samples_b[key])
         else:
-            ratio = r.median_b / r.median_a
-            if r.p20_b > r.p80_a:
-                change = "slower"
-            elif r.p80_b < r.p20_a:
-                change = "faster"
-            else:
-                change = "within spread"
-            entry.update(median_a=r.median_a, median_b=r.median_b, ratio=ratio, change=change)
+            ratio, low, high = r.median_b / r.median_a, r.low_b / r.high_a, r.high_b / r.low_a
+        change = "slower" if low > 1 else "faster" if high < 1 else "within noise"
+        if "noisy" in (r.status_a, r.status_b):
+            change += " (noisy: measured on a busy machine)"
+        entry.update(ratio=ratio, low=low, high=high, change=change)
         rows.append(entry)
     return pd.DataFrame(rows)
 
 
 def regressions(table: pd.DataFrame, percent: float) -> pd.DataFrame:
-    """Flagged slow-downs larger than ``percent``, and configurations that stopped running."""
-    slower = (table.change == "slower") & (table.ratio > 1 + percent / 100)
-    broke = table.change.str.startswith("status ok →")
+    """Slow-downs larger than ``percent`` whose interval excludes 1, and configurations that stopped running."""
+    slower = table.change.str.startswith("slower") & (table.ratio > 1 + percent / 100)
+    broke = table.change.str.startswith("status ok →") | table.change.str.startswith("status noisy →")
     return table[slower | broke]

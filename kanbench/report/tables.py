@@ -1,8 +1,9 @@
 """``kanbench report RUN_DIR``: the run's results.csv and env.json as markdown tables in ``RUN_DIR/report.md``.
 
 Latency medians with their p20–p80 spread, speed-up over the ``mlp`` baseline (same dtype, shape and mode) and
-over the variant's own ``reference`` impl, the ratio to the physical floor; memory; FLOPs. A configuration that
-failed shows its status instead of a number.
+over the variant's own ``reference`` impl with a 95 % bootstrap interval from the samples, the ratio to the
+physical floor; memory; FLOPs. A configuration that failed shows its status instead of a number; one measured on
+a busy machine shows its number and the status ``noisy``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
+from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
 
 SHAPE = ["dtype", "form", "tokens", "d_model"]
 CONFIG = ["variant", "impl", *SHAPE, "seed"]
@@ -27,12 +30,23 @@ def _fmt(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def latency_table(df: pd.DataFrame) -> pd.DataFrame:
+def _speedup(samples: dict[tuple, object], base: tuple, mine: tuple, base_median: float, median: float) -> str:
+    """``base / mine`` as a speed-up (> 1 = faster), with its 95 % bootstrap interval where both have samples."""
+    if base in samples and mine in samples:
+        ratio, low, high = ratio_interval(samples[mine], samples[base])
+        return f"{ratio:.2f}× ({low:.2f}–{high:.2f})"
+    return f"{base_median / median:.2f}×"
+
+
+def latency_table(df: pd.DataFrame, samples: dict[tuple, object] | None = None) -> pd.DataFrame:
+    samples = samples or {}
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
-    ok = lat[lat.status == "ok"].pivot_table(index=[*CONFIG, "mode"], columns="stat", values="value",
-                                            aggfunc="first")
+    measured = lat[lat.status.isin(["ok", "noisy"])]
+    ok = measured.pivot_table(index=[*CONFIG, "mode"], columns="stat", values="value", aggfunc="first")
     over = df[df.metric == "over_floor"].set_index([*CONFIG, "mode"]).value
     graph = df[(df.metric == "latency_cuda_graph") & (df.stat == "median")].set_index([*CONFIG, "mode"]).value
+    sample_key = {tuple(r[c] for c in [*CONFIG, "mode"]): tuple(str(r[c]) for c in SAMPLE_KEYS)
+                  for r in lat.to_dict("records")}
     rows = []
     for key, group in lat.groupby([*CONFIG, "mode"], sort=True):
         entry = dict(zip([*CONFIG, "mode"], key, strict=True))
@@ -44,12 +58,13 @@ def latency_table(df: pd.DataFrame) -> pd.DataFrame:
             entry["p20–p80 ms"] = spread if low == "p20" else f"{spread} (q1–q3)"
             entry["graph ms"] = _fmt(float(graph[key])) if key in graph.index else ""
             entry["× floor"] = f"{float(over[key]):.2f}" if key in over.index else ""
-            mlp_key = ("mlp", "reference", *key[2:])  # same dtype, form, shape, seed and mode
-            entry["vs mlp"] = f"{float(ok.loc[mlp_key, 'median']) / median:.2f}×" if mlp_key in ok.index else ""
-            ref_key = (key[0], "reference", *key[2:])
-            entry["vs reference"] = (f"{float(ok.loc[ref_key, 'median']) / median:.2f}×"
-                                     if ref_key in ok.index and key[1] != "reference" else "")
-            entry["status"] = "ok"
+            for column, base in (("vs mlp", ("mlp", "reference", *key[2:])),  # same dtype, form, shape, seed, mode
+                                 ("vs reference", (key[0], "reference", *key[2:]))):
+                wanted = base in ok.index and (column == "vs mlp" or key[1] != "reference")
+                entry[column] = (_speedup(samples, sample_key.get(base), sample_key[key],
+                                          float(ok.loc[base, "median"]), median) if wanted else "")
+            noisy = group[group.status == "noisy"]
+            entry["status"] = "ok" if noisy.empty else f"noisy: {noisy.message.iloc[0].split('machine busy: ')[-1]}"
         else:
             entry.update({"median ms": "—", "p20–p80 ms": "", "graph ms": "", "× floor": "", "vs mlp": "",
                           "vs reference": "", "status": f"{group.status.iloc[0]}: {group.message.iloc[0][:80]}"})
@@ -106,10 +121,12 @@ def write_report(run_dir: Path, plots: list[Path] | None = None) -> Path:
              "", "## Latency", "",
              "Median of every sample (L2 flushed before each call on CUDA), p20–p80 spread, CUDA-graph replay "
              "where measured, ratio to the larger of the bandwidth and compute floors, and speed-ups (>1 = faster) "
-             "over the `mlp` baseline and over the variant's `reference` impl in the same dtype, shape and mode.",
-             "", markdown(latency_table(df)), "", "## Memory", "",
-             markdown(metric_table(df, "memory", ["peak_over_baseline", "saved_for_backward", "param_bytes"],
-                                   2**20, "MiB")),
+             "over the `mlp` baseline and over the variant's `reference` impl in the same dtype, shape and mode, "
+             "with the 95 % bootstrap interval of the ratio of medians. `noisy`: measured while other processes "
+             "took the CPU, after re-measuring (the figure is shown, not to be published as clean).",
+             "", markdown(latency_table(df, load_samples(run_dir))), "", "## Memory", "",
+             markdown(metric_table(df, "memory", ["peak_over_baseline", "saved_for_backward", "param_bytes",
+                                                  "impl_buffer_bytes", "resident_bytes"], 2**20, "MiB")),
              "", "## FLOPs", "", "1 multiply-add = 2 FLOPs except fvcore's column (1 MAC = 1 flop); forward+backward "
              "in the `fwd_bwd` rows.", "",
              markdown(metric_table(df, "flops", ["flops_matmul", "flops_matmul_elementwise", "flops_analytic",

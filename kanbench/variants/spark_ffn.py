@@ -184,6 +184,22 @@ class SparkFFN(nn.Module):
         """Whether this call builds an autograd graph (a sparse path that only does inference must not be taken)."""
         return torch.is_grad_enabled() and (q.requires_grad or self.K.requires_grad or self.V.requires_grad)
 
+    def inference_weight_bytes(self, q: torch.Tensor) -> tuple[int, float]:
+        """The fewest weight bytes an inference forward on ``q`` must read, and the union fraction it rests on:
+        the predictor K1 (r × d_ff) in full, then only the active neurons' rows of K2ᵀ and Vᵀ, for the neurons
+        active in some row of the batch. A dense path reads all of K and V; the latency harness reports this
+        floor beside the dense one so that a sparse path is held to what it must read."""
+        tracking, self.track_active = self.track_active, True
+        try:
+            with torch.no_grad():
+                SparkFFN.forward(self, q)
+            union = self.last_union_fraction
+        finally:
+            self.track_active = tracking
+        active = round(union * self.d_hidden)
+        per_neuron = (self.d_model - self.r) + self.d_model  # a row of K2ᵀ and a row of Vᵀ
+        return (self.r * self.d_hidden + active * per_neuron) * self.K.element_size(), union
+
     def topk(self, scores: torch.Tensor) -> torch.Tensor:
         """The statistical top-k of the predictor scores (an impl with a fused kernel overrides this alone)."""
         return statistical_topk(scores, self.k)
