@@ -32,7 +32,9 @@ class Preset:
     harnesses: tuple[str, ...] = HARNESSES
     cpu_min_run_time: float = 0.2  # seconds per CPU latency measurement (torch.utils.benchmark)
     cuda_samples: int = 100
-    weight_copies: int = 8  # decode: rotate over this many copies so weights are not cache-resident
+    # decode: rotate over at least this many weight copies, more until together they exceed twice the last-level
+    # cache (workload.decode_copies), so that a call never finds its weights cached by the previous one
+    weight_copies: int = 2
     accuracy_tasks: tuple[str, ...] = ("digits", "kan-fit:exp_sin_sq")
     accuracy_quick: bool = True  # the tasks' short budgets (a smoke pass), or their full ones
 
@@ -54,7 +56,6 @@ PRESETS: dict[str, Preset] = {
             d_model=(128,),
             modes=("fwd_no_grad", "fwd_bwd", "decode"),
             cpu_min_run_time=0.1,
-            weight_copies=2,
         ),
         Preset(
             "accuracy-full",
