@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_import.add_argument("json", help="the file pytest --benchmark-json wrote")
     p_import.add_argument("--out", required=True, help="run folder to write (results.csv, env.json)")
     p_import.set_defaults(func=cmd_import_benchmark)
-    from kanbench.harness.cli_run import add_run_parser
+    from kanbench.cli_run import add_run_parser
 
     add_run_parser(sub)
     return parser

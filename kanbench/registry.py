@@ -22,6 +22,7 @@ from torch import nn
 from kanbench.costs import Cost
 
 ALL_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+REFERENCE = "reference"  # every variant's readable PyTorch impl: the truth every other impl is checked against
 
 
 class UnknownNameError(ValueError):
@@ -92,6 +93,12 @@ class VariantSpec:
     # ``edge_inputs(**hparams) -> values``: where the variant's function changes piece (grid knots, interval ends,
     # the rational's sign at 0). The correctness gate puts inputs exactly there, beside and outside the range.
     edge_inputs: Callable[..., list[float]] | None = None
+    # ``extra_flop_metrics(form, module, x, backward) -> [(metric, value, unit, message)]``: what the FLOP harness
+    # adds for this variant, measured on the impl's own module and a held-out input (Spark's active fractions and
+    # effective FLOPs).
+    extra_flop_metrics: Callable[..., list[tuple[str, float, str, str]]] | None = None
+    # The variant every speed-up is measured against (``mlp``): report tables read it here, never by name.
+    baseline: bool = False
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -145,6 +152,8 @@ def register(
     op_cost: Callable[..., Cost] | None = None,
     input_kind: str = "normal",
     edge_inputs: Callable[..., list[float]] | None = None,
+    extra_flop_metrics: Callable[..., list[tuple[str, float, str, str]]] | None = None,
+    baseline: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl.
 
@@ -161,9 +170,10 @@ def register(
             name=name, description=description, paper=paper, block=block, block_cost=block_cost,
             defaults=dict(defaults), validate=validate, layer=layer, layer_cost=layer_cost,
             last_layer_hparams=dict(last_layer_hparams or {}), op=op, op_cost=op_cost,
-            input_kind=input_kind, edge_inputs=edge_inputs,
+            input_kind=input_kind, edge_inputs=edge_inputs, extra_flop_metrics=extra_flop_metrics,
+            baseline=baseline,
         )
-        spec.impls["reference"] = Impl("reference", block=block, layer=layer, op=op, description="plain PyTorch")
+        spec.impls[REFERENCE] = Impl(REFERENCE, block=block, layer=layer, op=op, description="plain PyTorch")
         _REGISTRY[name] = spec
         return block
 
@@ -180,7 +190,7 @@ def register_impl(variant: str, impl: Impl) -> None:
 
 def unregister_impl(variant: str, impl: str) -> None:
     """Remove a non-reference impl (used by tests that register throw-away impls)."""
-    if impl != "reference":
+    if impl != REFERENCE:
         _REGISTRY[variant].impls.pop(impl, None)
 
 
@@ -220,7 +230,8 @@ def list_variants(pattern: str | Iterable[str] = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
 
-def _check_dims(name: str, **dims: int) -> None:
+def check_dims(name: str, **dims: int) -> None:
+    """Each dimension a positive integer, else a ValueError naming it."""
     for key, value in dims.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {value!r}.")
@@ -229,7 +240,7 @@ def _check_dims(name: str, **dims: int) -> None:
 def create_block(name: str, d_model: int, d_hidden: int, impl: str = "reference", **hparams: Any) -> nn.Module:
     """Build variant ``name``'s FFN block ``(..., d_model) -> (..., d_model)`` with hidden width ``d_hidden``."""
     spec = get_variant(name)
-    _check_dims(name, d_model=d_model, d_hidden=d_hidden)
+    check_dims(name, d_model=d_model, d_hidden=d_hidden)
     hp = spec.hparams(hparams)
     spec.validate_block(d_model, d_hidden, hp)
     chosen = spec.impl(impl)
@@ -244,7 +255,7 @@ def create_layer(name: str, d_in: int, d_out: int, impl: str = "reference", **hp
     if spec.layer is None:
         raise ValueError(f"variant '{name}' has only a block form; use create_block (layer forms: "
                          f"{', '.join(n for n in list_variants() if get_variant(n).layer is not None)}).")
-    _check_dims(name, d_in=d_in, d_out=d_out)
+    check_dims(name, d_in=d_in, d_out=d_out)
     hp = spec.hparams(hparams)
     spec.validate(d_in, d_out, **hp)
     chosen = spec.impl(impl)
@@ -277,7 +288,7 @@ def create_op(name: str, width: int, impl: str = "reference", **hparams: Any) ->
     if spec.op is None:
         with_op = ", ".join(n for n in list_variants() if get_variant(n).op is not None)
         raise ValueError(f"variant '{name}' has no op form (variants with one: {with_op}).")
-    _check_dims(name, width=width)
+    check_dims(name, width=width)
     hp = spec.hparams(hparams)
     spec.validate(width, width, **hp)
     chosen = spec.impl(impl)
@@ -316,6 +327,15 @@ def cost(form: str, name: str, d_in: int, d_out: int, **hparams: Any) -> Cost:
     if form == "op":
         return op_cost(name, d_in, **hparams)
     raise ValueError(f"unknown form '{form}'; forms: block, layer, op.")
+
+
+def baseline_variant() -> str:
+    """The variant registered with ``baseline=True`` (speed-ups are measured against it)."""
+    _load_variants()
+    marked = [name for name, spec in _REGISTRY.items() if spec.baseline]
+    if len(marked) != 1:
+        raise ValueError(f"exactly one variant must be registered with baseline=True, found {marked or 'none'}")
+    return marked[0]
 
 
 def make_input(name: str, *shape: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",

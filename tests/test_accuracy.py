@@ -15,7 +15,7 @@ from kanbench.data.kan_fit import FORMULAS, kan_fit
 from kanbench.data.mnist1d import mnist1d
 from kanbench.data.splits import three_way
 from kanbench.data.text import char_corpus
-from kanbench.harness import accuracy
+from kanbench.harness import accuracy, training
 from kanbench.harness.accuracy import TASKS, match_hidden, supports, task_cost
 
 
@@ -58,7 +58,7 @@ def test_text_splits_are_contiguous_and_disjoint():
 def test_model_selection_uses_validation_not_test(monkeypatch):
     task = TASKS["digits"]
     task = accuracy.Task(**{**task.__dict__, "eval_every": 1})
-    data = accuracy.load_data(task, 0)
+    data = training.load_data(task, 0)
     model = nn.Sequential(nn.Linear(64, 10))
     val_scores = iter([0.1, 0.9, 0.2, 0.3, 0.4])
     snapshots = []
@@ -69,8 +69,8 @@ def test_model_selection_uses_validation_not_test(monkeypatch):
             return next(val_scores)
         return float(model_[0].weight.sum())  # the test score identifies the checkpoint it was computed on
 
-    monkeypatch.setattr(accuracy, "score", fake_score)
-    result = accuracy.train(task, model, data, steps=5, seed=0)
+    monkeypatch.setattr(training, "score", fake_score)
+    result = training.train(task, model, data, steps=5, seed=0)
     assert result.best_step == 2 and result.best_val == 0.9
     assert result.test == pytest.approx(float(snapshots[1].sum()))
 
@@ -81,7 +81,7 @@ def test_training_lowers_the_loss_and_is_deterministic_under_a_seed():
     for _ in range(2):
         torch.manual_seed(0)
         model = accuracy.build_model(task, "mlp", 32)
-        results.append(accuracy.train(task, model, accuracy.load_data(task, 0), steps=400, seed=0))
+        results.append(training.train(task, model, training.load_data(task, 0), steps=400, seed=0))
     assert results[0].last_loss < 0.5 * results[0].first_loss
     assert results[0].test > 0.8
     assert results[0].test == results[1].test and results[0].best_step == results[1].best_step

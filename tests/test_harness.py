@@ -219,7 +219,7 @@ def test_an_op_preset_plans_only_impls_with_an_op_form(tmp_path):
 def test_graphing_the_training_step_leaves_the_runners_module_untouched(monkeypatch):
     # make_graphed_callables swaps a module's forward for the graph replay; the harness must graph a copy, or every
     # later harness on the cached module sees a forward that dispatches nothing (as in h100-2026-11-22/kat-b)
-    from kanbench.harness import latency
+    from kanbench.harness import timing
 
     graphed = []
 
@@ -229,10 +229,10 @@ def test_graphing_the_training_step_leaves_the_runners_module_untouched(monkeypa
         return module
 
     monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_make_graphed_callables)
-    monkeypatch.setattr(latency, "time_cuda", lambda fn, samples: (fn(), latency.Timing([1.0], "events"))[1])
+    monkeypatch.setattr(timing, "time_cuda", lambda fn, samples: (fn(), timing.Timing([1.0], "events"))[1])
     module = nn.Linear(4, 4)
     x, upstream = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
-    latency.time_cuda_graph_training(module, x, upstream, samples=1)
+    timing.time_cuda_graph_training(module, x, upstream, samples=1)
     assert graphed and graphed[0] is not module
     assert "forward" not in vars(module)  # the runner's module keeps its own forward
     assert torch.allclose(module(x), x @ module.weight.T + module.bias)

@@ -15,7 +15,7 @@ import torch
 from kanbench import registry
 from kanbench.cli import main
 from kanbench.costs import Cost
-from kanbench.harness import contention, latency, memory, workload
+from kanbench.harness import contention, memory, timing, workload
 from kanbench.harness.floors import floor_rows
 from kanbench.harness.results import MEASURED, Config, unit_key
 from kanbench.report.compare import compare_runs
@@ -110,23 +110,23 @@ def test_a_cpu_hog_during_a_unit_is_caught_and_the_unit_is_measured_again_or_mar
     a = torch.randn(256, 256)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (torch.get_num_threads()))]
     try:
-        result = latency.time_interleaved({"mm": lambda: a @ a}, "cpu", torch.get_num_threads(), 0.2, 10)["mm"]
+        result = timing.time_interleaved({"mm": lambda: a @ a}, "cpu", torch.get_num_threads(), 0.2, 10)["mm"]
     finally:
         for hog in hogs:
             hog.kill()
     assert result.contention is not None
-    assert result.remeasured == latency.REMEASURE  # every slot was busy: re-measured as often as allowed...
+    assert result.remeasured == timing.REMEASURE  # every slot was busy: re-measured as often as allowed...
     assert result.noisy and result.contention.contaminated  # ...then kept and marked, never silently ok
     assert "waited" in result.contention.describe()
 
 
 def test_interleaved_rounds_rotate_over_every_configuration(monkeypatch):
-    monkeypatch.setattr(latency, "SAMPLE_MIN_S", 0.0)
+    monkeypatch.setattr(timing, "SAMPLE_MIN_S", 0.0)
     calls = []
     fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
-    monkeypatch.setattr(latency, "cpu_calls_per_sample", lambda fn: 1)
-    results = latency.time_interleaved(fns, "cpu", 1, 0.0, 10, rounds=3)
-    assert set(results) == set("abc") and all(len(r.samples_ms) >= latency.MIN_SAMPLES for r in results.values())
+    monkeypatch.setattr(timing, "cpu_calls_per_sample", lambda fn: 1)
+    results = timing.time_interleaved(fns, "cpu", 1, 0.0, 10, rounds=3)
+    assert set(results) == set("abc") and all(len(r.samples_ms) >= timing.MIN_SAMPLES for r in results.values())
     slots = [k for i, k in enumerate(calls) if i == 0 or calls[i - 1] != k]  # runs of the same configuration
     assert slots[:3] == ["a", "b", "c"] and slots[3:6] == ["b", "c", "a"] and slots[6:9] == ["c", "a", "b"]
 
@@ -135,9 +135,9 @@ def test_a_configuration_that_raises_leaves_the_rounds_and_the_others_finish():
     def boom():
         raise torch.OutOfMemoryError("CUDA out of memory (test)")
 
-    results = latency.time_interleaved({"ok": lambda: None, "boom": boom}, "cpu", 1, 0.01, 10)
+    results = timing.time_interleaved({"ok": lambda: None, "boom": boom}, "cpu", 1, 0.01, 10)
     assert isinstance(results["boom"], torch.OutOfMemoryError)
-    assert len(results["ok"].samples_ms) >= latency.MIN_SAMPLES
+    assert len(results["ok"].samples_ms) >= timing.MIN_SAMPLES
 
 
 # -- memory and floors -----------------------------------------------------------------------------------------

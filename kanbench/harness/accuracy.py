@@ -1,10 +1,11 @@
 """Accuracy: train each variant under a fixed budget on offline tasks, pick the checkpoint on validation (never on
 test), report the test metric per seed and its mean ± std.
 
-Tasks (DESIGN.md §5): ``digits`` and ``mnist1d`` (classification, the variant's layer form d_in → h → 10),
-``kan-fit:<formula>`` (regression, d_in → h → 1, RMSE), ``vit-digits`` (a tiny ViT on 2×2 patches whose every FFN
-is the variant's block: the KAT setting) and ``char-lm`` (a tiny causal transformer on CPython's pydoc text, bits
-per character: the Spark setting). ``spark_ffn`` has no layer form, so it runs in the two transformer tasks only.
+Tasks (all offline: no download at run time): ``digits`` and ``mnist1d`` (classification, the variant's layer
+form d_in → h → 10), ``kan-fit:<formula>`` (regression, d_in → h → 1, RMSE), ``vit-digits`` (a tiny ViT on 2×2
+patches whose every FFN is the variant's block: the KAT setting) and ``char-lm`` (a tiny causal transformer on
+CPython's pydoc text, bits per character: the Spark setting). ``spark_ffn`` has no layer form, so it runs in
+the two transformer tasks only.
 
 Fair matching (``--match params|flops|none``): each variant's hidden width is chosen so that its parameters (or
 forward FLOPs per example / token) are as close as possible to the MLP baseline's at the task's reference width;
@@ -18,29 +19,21 @@ training set's statistics (the MLP baseline reaches 98 % on digits with them, 96
 
 from __future__ import annotations
 
-import copy
-import math
-import time
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kanbench import registry
 from kanbench.costs import Cost
-from kanbench.data.digits import digits
-from kanbench.data.kan_fit import FORMULAS, kan_fit
-from kanbench.data.mnist1d import mnist1d
-from kanbench.data.splits import Split, standardized
-from kanbench.data.text import char_corpus
+from kanbench.data.kan_fit import FORMULAS
+from kanbench.harness.base import Harness, Rows, Unit, register_harness
+from kanbench.harness.context import RunContext, describe, status_of
 from kanbench.harness.models import CharLM, TinyViT, build_network, network_cost
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training produced a NaN or Inf loss."""
+from kanbench.harness.results import Config
+from kanbench.harness.training import LM_CONTEXT, NonFiniteLoss, load_data, train
 
 
 @dataclass(frozen=True)
@@ -86,7 +79,6 @@ def _tasks() -> dict[str, Task]:
 
 TASKS = _tasks()
 QUICK_TASKS = ("digits", "kan-fit:exp_sin_sq")
-LM_CONTEXT = 64
 
 
 def get_task(name: str) -> Task:
@@ -146,135 +138,78 @@ def build_model(task: Task, variant: str, hidden: int, vocab: int = 0) -> nn.Mod
     return CharLM(variant, vocab, task.d_model, hidden, LM_CONTEXT, **hp)
 
 
-@dataclass
-class Data:
-    """A task's data and how to draw a batch and score a split."""
+@register_harness
+class Accuracy(Harness):
+    """Trains the plan's accuracy runs (variant × task × seed); its ``finish`` adds mean and std over seeds."""
 
-    split: Split | None = None
-    corpus: Any = None
+    name = "accuracy"
+    measures_configurations = False
 
-    def batch(self, task: Task, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        if task.kind == "lm":
-            ids = self.corpus.train
-            starts = torch.randint(0, len(ids) - LM_CONTEXT - 1, (task.batch,), generator=generator)
-            window = torch.stack([ids[s: s + LM_CONTEXT + 1] for s in starts.tolist()])
-            return window[:, :-1], window[:, 1:]
-        x, y = self.split.train
-        idx = torch.randint(0, len(x), (task.batch,), generator=generator)
-        return x[idx], y[idx]
+    def units(self, plan: Any) -> list[Unit]:
+        return [(config, self.name, task) for config, task in plan.accuracy_items]
 
-    def eval_set(self, task: Task, part: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if task.kind == "lm":  # fixed, non-overlapping windows of the held-out text
-            ids = getattr(self.corpus, part)
-            n = min(64, (len(ids) - 1) // LM_CONTEXT)
-            window = ids[: n * LM_CONTEXT + 1]
-            x = window[:-1].view(n, LM_CONTEXT)
-            y = window[1:].view(n, LM_CONTEXT)
-            return x, y
-        return getattr(self.split, part)
+    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
+        config, _, task_name = batch[0]
+        try:
+            return [self.train_rows(ctx, config, task_name)]
+        except Exception as err:  # noqa: BLE001 - the row says what failed; the sweep goes on
+            return [[ctx.row(config, self.name, task_name, self.name, None, "", status=status_of(err),
+                             message=describe(err))]]
 
+    def train_rows(self, ctx: RunContext, config: Config, task_name: str) -> Rows:
+        task = get_task(task_name)
+        why_not = supports(task, config.variant)
+        if why_not:
+            return [ctx.row(config, self.name, task_name, task.metric[0], None, "", status="skipped",
+                            message=why_not)]
+        data = load_data(task, config.seed)
+        torch.manual_seed(config.seed)
+        vocab = len(data.corpus.vocab) if data.corpus is not None else 0
+        model = build_model(task, config.variant, config.d_hidden, vocab)
+        params = sum(p.numel() for p in model.parameters())
+        steps = task.steps_quick if ctx.plan.accuracy_quick else task.steps
+        try:
+            result = train(task, model, data, steps, config.seed, config.device)
+        except NonFiniteLoss as err:
+            return [ctx.row(config, self.name, task_name, task.metric[0], None, "", params=params,
+                            status="error", message=str(err))]
+        gap = ctx.plan.match_gaps.get((config.variant, task_name), 0.0)
+        budget = f"{steps} steps, match {ctx.plan.match} (gap {gap:+.1%}), lr {task.lr:g}"
+        cost = task_cost(task, config.variant, config.d_hidden)
+        name, unit, _ = task.metric
+        values = [(name, result.test, unit, budget),
+                  (f"best_{name.replace('test_', 'val_')}", result.best_val, unit, "model selection on validation"),
+                  ("best_val_step", result.best_step, "step", ""), ("train_loss_first", result.first_loss, "loss", ""),
+                  ("train_loss_last", result.last_loss, "loss", ""), ("train_time", result.seconds, "s", ""),
+                  ("flops_per_example" if task.form == "network" else "ffn_flops_per_token", cost.fwd_flops, "FLOP",
+                   "analytic forward")]
+        if result.active_fraction is not None:
+            values.append(("active_fraction", result.active_fraction, "fraction", "Spark FFNs, held-out inputs"))
+        return [ctx.row(config, self.name, task_name, metric, value, unit, params=params, message=message)
+                for metric, value, unit, message in values]
 
-def load_data(task: Task, seed: int) -> Data:
-    if task.name == "digits":
-        return Data(split=standardized(digits(seed)))
-    if task.name == "vit-digits":  # patches of the raw [0, 1] image; the ViT's LayerNorms do the scaling
-        return Data(split=digits(seed))
-    if task.name == "mnist1d":
-        return Data(split=standardized(mnist1d(seed)))
-    if task.name.startswith("kan-fit:"):
-        return Data(split=kan_fit(task.name.split(":", 1)[1], seed))
-    return Data(corpus=char_corpus())
+    def finish(self, ctx: RunContext) -> None:
+        """Mean and std over seeds of each (variant, task) test metric whose seeds all finished (seed -1 rows)."""
+        import pandas as pd
 
-
-def loss_fn(task: Task) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if task.kind == "regress":
-        return F.mse_loss
-    if task.kind == "lm":
-        return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-    return F.cross_entropy
-
-
-@torch.no_grad()
-def score(task: Task, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy, RMSE or bits per character of ``model`` on (x, y)."""
-    model.eval()
-    out = torch.cat([model(x[i: i + 512]) for i in range(0, len(x), 512)])
-    model.train()
-    if task.kind == "classify":
-        return float((out.argmax(-1) == y).float().mean())
-    if task.kind == "regress":
-        return float(F.mse_loss(out, y).sqrt())
-    return float(F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)) / math.log(2))
-
-
-# --- training -----------------------------------------------------------------------------------------------------
-@dataclass
-class TrainResult:
-    test: float
-    best_val: float
-    best_step: int
-    first_loss: float
-    last_loss: float
-    seconds: float
-    active_fraction: float | None = None
-
-
-def select_better(task: Task, candidate: float, best: float | None) -> bool:
-    """Model selection on validation: strictly better than the best so far (the earliest best wins ties)."""
-    if best is None:
-        return True
-    higher = task.metric[2]
-    return candidate > best if higher else candidate < best
-
-
-def train(task: Task, model: nn.Module, data: Data, steps: int, seed: int, device: str = "cpu") -> TrainResult:
-    """AdamW with cosine decay; the validation score every ``eval_every`` steps picks the checkpoint whose test
-    score is reported. A NaN/Inf loss raises :class:`NonFiniteLoss`."""
-    generator = torch.Generator().manual_seed(10_000 + seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=task.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    criterion = loss_fn(task)
-    val_x, val_y = (t.to(device) for t in data.eval_set(task, "val"))
-    model.to(device)
-    best_val, best_step, best_state = None, 0, copy.deepcopy(model.state_dict())
-    losses: list[float] = []
-    started = time.perf_counter()
-    for step in range(1, steps + 1):
-        x, y = (t.to(device) for t in data.batch(task, generator))
-        loss = criterion(model(x), y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite training loss ({float(loss)}) at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        if step % task.eval_every == 0 or step == steps:
-            val = score(task, model, val_x, val_y)
-            if select_better(task, val, best_val):
-                best_val, best_step, best_state = val, step, copy.deepcopy(model.state_dict())
-    seconds = time.perf_counter() - started
-    model.load_state_dict(best_state)
-    test_x, test_y = (t.to(device) for t in data.eval_set(task, "test"))
-    window = max(1, min(task.eval_every, len(losses) // 4))
-    return TrainResult(score(task, model, test_x, test_y), float(best_val), best_step,
-                       sum(losses[:window]) / window, sum(losses[-window:]) / window, seconds,
-                       spark_active_fraction(model, val_x))
-
-
-@torch.no_grad()
-def spark_active_fraction(model: nn.Module, x: torch.Tensor) -> float | None:
-    """Mean kept fraction over the Spark FFNs of a trained model on held-out inputs (None without any)."""
-    sparks = [m for m in model.modules() if hasattr(m, "track_active")]
-    if not sparks:
-        return None
-    for m in sparks:
-        m.track_active = True
-    model.eval()
-    model(x[:256])
-    model.train()
-    fractions = [m.last_active_fraction for m in sparks]
-    for m in sparks:
-        m.track_active = False
-    return sum(fractions) / len(fractions)
+        df = pd.read_csv(ctx.out_dir / "results.csv", keep_default_na=False)
+        acc = df[(df.harness == self.name) & df.metric.str.startswith("test_")]
+        if acc.empty:
+            return
+        have = set(map(tuple, acc[acc.stat == "mean"][["variant", "mode"]].values.tolist()))
+        rows = []
+        for config, task_name in ctx.plan.accuracy_items:
+            if config.seed != 0 or (config.variant, task_name) in have:
+                continue
+            group = acc[(acc.variant == config.variant) & (acc["mode"] == task_name) & (acc.stat == "value")]
+            seeds = sum(1 for c, t in ctx.plan.accuracy_items if c.variant == config.variant and t == task_name)
+            if len(group) < seeds or set(group.status) != {"ok"}:
+                continue
+            values = group.value.astype(float)
+            aggregate = dataclasses.replace(config, seed=-1)
+            for stat, value in (("mean", values.mean()), ("std", values.std(ddof=1) if len(values) > 1 else 0.0)):
+                rows.append(ctx.row(aggregate, self.name, task_name, group.metric.iloc[0], float(value),
+                                    group.unit.iloc[0], stat, int(group.params.iloc[0]),
+                                    message=f"over {len(values)} seeds"))
+        if rows:
+            ctx.writer.write(rows)

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import torch
 
 from kanbench import registry
-from kanbench.harness.env import DTYPES
 from kanbench.harness.results import Config
 from kanbench.harness.workload import build, output_width, sample_input
 
@@ -123,7 +122,7 @@ def check_reference(config: Config, module: torch.nn.Module) -> GateResult:
     notes = []
     for draw, x in gate_inputs(config):
         upstream = torch.randn(x.shape[0], output_width(config), dtype=x.dtype, device=x.device)
-        bad = _non_finite(_run(module, x.to(DTYPES[config.dtype]), upstream))
+        bad = _non_finite(_run(module, x.to(config.torch_dtype), upstream))
         if bad and _out_of_range(config, draw):
             notes.append(f"{draw} draw outside {config.dtype}'s range ({', '.join(bad)} overflow)")
         elif bad:
@@ -146,10 +145,10 @@ def _compare(got: dict, truth: dict, reference: dict) -> tuple[dict[str, float],
 def check_against_reference(config: Config, module: torch.nn.Module) -> GateResult:
     """Compare ``module`` (the impl) with the reference loaded with the same weights on every draw (see the module
     docstring). The first failing quantity decides; otherwise the worst ratio of error to allowance is reported."""
-    dtype = DTYPES[config.dtype]
-    truth_module = build(config, impl="reference").double()
+    dtype = config.torch_dtype
+    truth_module = build(config, impl=registry.REFERENCE).double()
     truth_module.load_state_dict(module.state_dict())
-    same_dtype = build(config, impl="reference")
+    same_dtype = build(config, impl=registry.REFERENCE)
     same_dtype.load_state_dict(module.state_dict())
     worst: tuple[float, float, str] = (-1.0, 0.0, "")  # (error / allowed, error, what)
     notes = []
@@ -185,6 +184,6 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
 
 
 def gate(config: Config, module: torch.nn.Module) -> GateResult:
-    if config.impl == "reference":
+    if config.impl == registry.REFERENCE:
         return check_reference(config, module)
     return check_against_reference(config, module)

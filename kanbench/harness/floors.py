@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from kanbench import registry
 from kanbench.harness.results import Config
 
 
@@ -26,7 +25,7 @@ def floor_values(config: Config, mode: str, params: int, ceilings: dict[str, flo
     n_bytes = x_bytes + y_bytes + p_bytes  # read x and the weights, write y
     if mode == "fwd_bwd":
         n_bytes += 2 * x_bytes + y_bytes + 2 * p_bytes  # read x and dy, write dx; read W, write dW
-    cost = registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
+    cost = config.cost()
     n_flops = config.tokens * (cost.fwd_bwd_flops if mode == "fwd_bwd" else cost.fwd_flops)
     rows = []
     bandwidth = ceilings.get("copy_bandwidth_Bps")

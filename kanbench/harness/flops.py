@@ -6,8 +6,9 @@
 - ``flops_fvcore``: fvcore's count as a cross-check, forward only, in its own unit (1 MAC = 1 flop, elementwise
   mostly ignored).
 
-``spark_ffn`` adds ``active_fraction`` (measured on the configuration's random input) and ``flops_effective``:
-the matmul FLOPs when only the active neurons' weights are used.
+A variant may add its own rows through its spec's ``extra_flop_metrics`` hook (``spark_ffn``: ``active_fraction``
+and ``active_union_fraction`` measured on a held-out input, and ``flops_effective``, the matmul FLOPs when only the
+active neurons' weights are used).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import warnings
 import torch
 
 from kanbench import registry
-from kanbench.harness.env import DTYPES
+from kanbench.harness.base import Harness, Rows, Unit, register_harness
+from kanbench.harness.context import RunContext
 from kanbench.harness.flop_counter import CountedFlops, count_flops
 from kanbench.harness.results import Config
 from kanbench.harness.workload import build, sample_input
-from kanbench.variants.spark_ffn import effective_flops
 
 
 def counted(config: Config, module: torch.nn.Module, backward: bool) -> CountedFlops:
@@ -30,7 +31,7 @@ def counted(config: Config, module: torch.nn.Module, backward: bool) -> CountedF
     modules that cannot run on meta."""
     try:
         meta = copy.deepcopy(module).to("meta")
-        x = torch.empty(config.tokens, config.d_model, device="meta", dtype=DTYPES[config.dtype])
+        x = torch.empty(config.tokens, config.d_model, device="meta", dtype=config.torch_dtype)
         return count_flops(meta, x, backward=backward)
     except (NotImplementedError, RuntimeError):
         return count_flops(module, sample_input(config), backward=backward)
@@ -39,9 +40,9 @@ def counted(config: Config, module: torch.nn.Module, backward: bool) -> CountedF
 def counting_module(config: Config, module: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     """The module whose dispatched ops are counted. A fused kernel is invisible to the dispatcher, so a kernel impl
     is counted through its reference, which computes the same math (the correctness gate checks that)."""
-    if config.impl == "reference":
+    if config.impl == registry.REFERENCE:
         return module, ""
-    reference = build(config, impl="reference")
+    reference = build(config, impl=registry.REFERENCE)
     reference.load_state_dict(module.state_dict())
     return reference, "; counted on the reference (same math as the kernel)"
 
@@ -59,25 +60,12 @@ def fvcore_flops(config: Config, module: torch.nn.Module) -> float | None:
         return float(analysis.total())
 
 
-def measure_active_fractions(config: Config, module: torch.nn.Module) -> tuple[float, float]:
-    """(active, union) fractions of a Spark FFN on a held-out input of the configuration's shape: the share of
-    (row, neuron) pairs the threshold keeps, and the share of neurons active in at least one row (what a sparse
-    decode path computes). Measured on the impl's own module, so a kernel reports its own counts."""
-    module.track_active = True
-    try:
-        with torch.no_grad():
-            module(sample_input(config, seed_offset=3))
-        return module.last_active_fraction, module.last_union_fraction
-    finally:
-        module.track_active = False
-
-
 def flop_metrics(config: Config, module: torch.nn.Module, mode: str) -> list[tuple[str, float | None, str, str]]:
     """(metric, value, unit, message) for one mode: ``fwd_no_grad``/``decode`` count the forward, ``fwd_bwd``
     forward+backward. A None value is a column that cannot be computed here (the message says why)."""
     backward = mode == "fwd_bwd"
     n = config.tokens
-    analytic = registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
+    analytic = config.cost()
     impl_module = module
     module, how = counting_module(config, module)
     count = counted(config, module, backward)
@@ -92,12 +80,25 @@ def flop_metrics(config: Config, module: torch.nn.Module, mode: str) -> list[tup
         value = fvcore_flops(config, module)
         out.append(("flops_fvcore", value, "fvcore-flop (1 MAC)",
                     "fvcore cross-check" + how if value is not None else "fvcore not installed"))
-    if config.variant == "spark_ffn" and config.form == "block":
-        fraction, union = measure_active_fractions(config, impl_module)
-        effective = n * effective_flops(config.d_model, config.d_hidden, fraction, module.r)
-        out.append(("active_fraction", fraction, "fraction", f"target k/d_ff = {module.k / config.d_hidden:.4f}"))
-        out.append(("active_union_fraction", union, "fraction",
-                    f"neurons active in any of the {n} rows (a sparse path computes these)"))
-        out.append(("flops_effective", 3 * effective if backward else effective, "FLOP",
-                    "matmul FLOPs over the active neurons only"))
+    if config.spec.extra_flop_metrics is not None:
+        out += config.spec.extra_flop_metrics(config.form, impl_module, sample_input(config, seed_offset=3), backward)
     return out
+
+
+@register_harness
+class Flops(Harness):
+    name = "flops"
+
+    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
+        config, _, mode = batch[0]
+        refused = ctx.refusal(config, self.name, mode)
+        if refused:
+            return [refused]
+        try:
+            module = ctx.module(config)
+            params = sum(p.numel() for p in module.parameters())
+            return [[ctx.row(config, self.name, mode, metric, value, unit, "value", params,
+                             "ok" if value is not None else "skipped", message)
+                     for metric, value, unit, message in flop_metrics(config, module, mode)]]
+        except Exception as err:  # noqa: BLE001 - any failure of one configuration becomes a row
+            return [ctx.failure(config, self.name, mode, err)]

@@ -10,6 +10,11 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from kanbench.harness.base import Harness, Rows, Unit, register_harness
+from kanbench.harness.context import RunContext
+from kanbench.harness.results import Config
+from kanbench.harness.workload import workload
+
 
 def parameter_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
@@ -82,3 +87,41 @@ def peak_over_baseline_bytes(fn: Callable[[], object], device: str, modules: Ite
     del result
     clear_gradients(modules, x)
     return peak
+
+
+@register_harness
+class Memory(Harness):
+    name = "memory"
+
+    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
+        config, _, mode = batch[0]
+        refused = ctx.refusal(config, self.name, mode)
+        if refused:
+            return [refused]
+        try:
+            return [self.measure(ctx, config, mode)]
+        except Exception as err:  # noqa: BLE001 - any failure of one configuration becomes a row
+            return [ctx.failure(config, self.name, mode, err)]
+
+    def measure(self, ctx: RunContext, config: Config, mode: str) -> Rows:
+        module = ctx.module(config)
+        params = sum(p.numel() for p in module.parameters())
+        work = workload(config, mode, module)
+        work.fn()  # lazy caches (a sparse path's weight layout) exist after one call and are counted
+        buffers, weights = impl_buffer_bytes(module), parameter_bytes(module)
+        rows = [ctx.row(config, self.name, mode, "param_bytes", weights, "B", params=params),
+                ctx.row(config, self.name, mode, "impl_buffer_bytes", buffers, "B", params=params,
+                        message="tensors the module keeps beside its parameters (buffers, caches)"),
+                ctx.row(config, self.name, mode, "resident_bytes", weights + buffers, "B", params=params,
+                        message="parameters + impl buffers: held between calls")]
+        clear_gradients(work.modules, work.x)
+        if mode == "fwd_bwd":
+            rows.append(ctx.row(config, self.name, mode, "saved_for_backward",
+                                saved_for_backward_bytes(module, work.x), "B", params=params,
+                                message="distinct saved tensors, parameters excluded"))
+        if config.device.startswith("cuda"):
+            rows.append(ctx.row(config, self.name, mode, "peak_over_baseline",
+                                peak_over_baseline_bytes(work.fn, config.device, work.modules, work.x), "B",
+                                params=params, message="max_memory_allocated during one call minus "
+                                                       "memory_allocated before it, no gradients left over"))
+        return rows

@@ -3,12 +3,12 @@ each is measured in, and the accuracy training runs, planned from a preset and t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kanbench import registry
 from kanbench.harness import accuracy
-from kanbench.harness.presets import MEASUREMENTS, Preset
+from kanbench.harness.base import measurement_names
+from kanbench.harness.presets import Preset
 from kanbench.harness.results import Config
 
 
@@ -29,16 +29,6 @@ class Plan:
     match: str = "params"
     match_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def units(self) -> Iterator[tuple[Config, str, str]]:
-        for config, modes in self.items:
-            for harness in self.harnesses:
-                if harness == "accuracy":
-                    continue
-                for mode in modes:
-                    yield config, harness, mode
-        for config, task in self.accuracy_items:
-            yield config, "accuracy", task
-
 
 def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, device: str, dtypes: list[str],
               tokens: list[int] | None, d_models: list[int] | None, d_hidden: int | None, harnesses: list[str],
@@ -48,7 +38,7 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
     modes_main = tuple(m for m in preset.modes if m != "decode")
     token_sets: list[tuple[list[int], tuple[str, ...]]] = []
     main_tokens = tokens if tokens is not None else list(preset.tokens)
-    measuring = any(h in harnesses for h in MEASUREMENTS)
+    measuring = any(h in harnesses for h in measurement_names())
     if main_tokens and modes_main and measuring:
         token_sets.append((main_tokens, modes_main))
     if "decode" in preset.modes and preset.decode_tokens and measuring:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-HARNESSES = ("latency", "flops", "memory", "accuracy")
-MEASUREMENTS = HARNESSES[:3]  # every harness but accuracy: the GPU presets time, count and measure only
 MODES = ("fwd_no_grad", "fwd_bwd", "decode")
 
 
@@ -29,7 +27,9 @@ class Preset:
     hparams_by_variant: dict[str, dict[str, Any]] = field(default_factory=dict)
     dtypes: tuple[str, ...] = ("fp32",)
     modes: tuple[str, ...] = ("fwd_no_grad", "fwd_bwd")
-    harnesses: tuple[str, ...] = HARNESSES
+    # "all" (every registered harness), "measurements" (every harness that measures configurations: all but
+    # accuracy among kanbench's own; the GPU presets time, count and measure only) or the names
+    harnesses: str | tuple[str, ...] = "all"
     cpu_min_run_time: float = 0.2  # seconds per CPU latency measurement (torch.utils.benchmark)
     cuda_samples: int = 100
     # decode: rotate over at least this many weight copies, more until together they exceed twice the last-level
@@ -37,6 +37,15 @@ class Preset:
     weight_copies: int = 2
     accuracy_tasks: tuple[str, ...] = ("digits", "kan-fit:exp_sin_sq")
     accuracy_quick: bool = True  # the tasks' short budgets (a smoke pass), or their full ones
+
+    def harness_names(self) -> tuple[str, ...]:
+        from kanbench.harness.base import harness_names, measurement_names  # the registry loads the harnesses
+
+        if self.harnesses == "all":
+            return harness_names()
+        if self.harnesses == "measurements":
+            return measurement_names()
+        return tuple(self.harnesses)
 
     def hidden(self, variant: str, d_model: int) -> int:
         if variant in self.hidden_by_variant:
@@ -71,7 +80,7 @@ PRESETS: dict[str, Preset] = {
             tokens=(512, 2048, 8192, 16384),
             d_model=(768,),
             dtypes=("fp32", "bf16"),
-            harnesses=MEASUREMENTS,
+            harnesses="measurements",
         ),
         Preset(
             "kat-b",
@@ -82,7 +91,7 @@ PRESETS: dict[str, Preset] = {
             tokens=(64 * 197,),
             d_model=(768, 3072),
             dtypes=("fp32", "bf16"),
-            harnesses=MEASUREMENTS,
+            harnesses="measurements",
         ),
         Preset(
             "spark-topk",
@@ -93,7 +102,7 @@ PRESETS: dict[str, Preset] = {
             tokens=(1024, 4096),
             d_model=(13824,),
             dtypes=("fp32", "bf16"),
-            harnesses=MEASUREMENTS,
+            harnesses="measurements",
         ),
         Preset(
             "decode-gemma2b",
@@ -107,7 +116,7 @@ PRESETS: dict[str, Preset] = {
             hparams_by_variant={"spark_ffn": {"r": 1024}, "glu": {"activation": "gelu"}},
             dtypes=("bf16",),
             modes=("decode",),
-            harnesses=MEASUREMENTS,
+            harnesses="measurements",
         ),
     )
 }

@@ -8,8 +8,15 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
+
+from kanbench import registry
+from kanbench.harness.env import DTYPES
 
 COLUMNS = [
     "run_id", "variant", "impl", "form", "harness", "mode", "metric", "value", "unit", "stat", "device", "dtype",
@@ -38,6 +45,53 @@ class Config:
     @property
     def shape(self) -> str:
         return f"{self.tokens}x{self.d_model}"
+
+    # -- resolved once: downstream code never looks a name up again ---------------------------------------------
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @cached_property
+    def spec(self) -> registry.VariantSpec:
+        return registry.get_variant(self.variant)
+
+    @cached_property
+    def impl_spec(self) -> registry.Impl:
+        return self.spec.impl(self.impl)
+
+    @cached_property
+    def full_hparams(self) -> dict[str, Any]:
+        """The variant's defaults updated with this configuration's, the shapes checked for the form (a
+        ValueError names the violated constraint)."""
+        hp = self.spec.hparams(self.hparams)
+        if self.form == "block":
+            self.spec.validate_block(self.d_model, self.d_hidden, hp)
+        else:
+            self.spec.validate(self.d_model, self.d_hidden if self.form == "layer" else self.d_model, **hp)
+        return hp
+
+    def validate(self) -> None:
+        """Fail now, with the constraint's message, on an impossible configuration."""
+        registry.check_dims(self.variant, d_model=self.d_model, d_hidden=self.d_hidden, tokens=self.tokens)
+        self.full_hparams  # noqa: B018 - computing it validates
+
+    def cost(self) -> registry.Cost:
+        """The form's analytic parameters and per-token FLOPs (:mod:`kanbench.costs`)."""
+        if self.form == "block":
+            return self.spec.block_cost(self.d_model, self.d_hidden, **self.full_hparams)
+        if self.form == "layer":
+            return self.spec.layer_cost(self.d_model, self.d_hidden, **self.full_hparams)
+        return self.spec.op_cost(self.d_model, **self.full_hparams)
+
+    def build(self, impl: str | None = None) -> nn.Module:
+        """The module of ``impl`` (default: this configuration's) in its dtype on its device, seeded by the seed."""
+        chosen = self.impl_spec if impl is None else self.spec.impl(impl)
+        constructor = getattr(chosen, self.form, None)
+        if constructor is None:
+            raise ValueError(f"impl '{chosen.name}' of '{self.variant}' has no {self.form} form")
+        torch.manual_seed(self.seed)
+        args = (self.d_model,) if self.form == "op" else (self.d_model, self.d_hidden)
+        return constructor(*args, **self.full_hparams).to(device=self.device, dtype=self.torch_dtype)
 
     def hparams_json(self) -> str:
         return json.dumps(self.hparams, sort_keys=True)

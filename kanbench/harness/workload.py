@@ -12,22 +12,18 @@ import torch
 from torch import nn
 
 from kanbench import registry
-from kanbench.harness.env import DTYPES
 from kanbench.harness.results import Config
 
 
 def build(config: Config, impl: str | None = None) -> nn.Module:
-    """The configuration's module in its dtype on its device, seeded by the configuration's seed."""
-    torch.manual_seed(config.seed)
-    module = registry.create(config.form, config.variant, config.d_model, config.d_hidden,
-                             impl or config.impl, **config.hparams)
-    return module.to(device=config.device, dtype=DTYPES[config.dtype])
+    """The configuration's module (see :meth:`Config.build`)."""
+    return config.build(impl)
 
 
 def sample_input(config: Config, seed_offset: int = 0, dtype: torch.dtype | None = None) -> torch.Tensor:
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + seed_offset + 1)
     return registry.make_input(config.variant, config.tokens, config.d_model,
-                               dtype=dtype or DTYPES[config.dtype], device=config.device, generator=generator)
+                               dtype=dtype or config.torch_dtype, device=config.device, generator=generator)
 
 
 def output_width(config: Config) -> int:
@@ -86,7 +82,7 @@ def workload(config: Config, mode: str, module: nn.Module, copies: int = 1) -> W
     if mode == "fwd_bwd":
         x.requires_grad_(True)
         upstream = torch.randn(config.tokens, output_width(config), device=config.device,
-                               dtype=DTYPES[config.dtype])
+                               dtype=config.torch_dtype)
 
         def fn() -> object:
             module.zero_grad(set_to_none=True)

@@ -58,6 +58,7 @@ def op_cost(width: int, activation: str = "gelu") -> Cost:
     last_layer_hparams={"activation": "none"},
     op=make_op,
     op_cost=op_cost,
+    baseline=True,
 )
 class MLPBlock(nn.Module):
     """``y = W2 · GELU(W1 x + b1) + b2``, d_model → d_hidden → d_model."""

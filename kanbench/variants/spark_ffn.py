@@ -133,6 +133,29 @@ class StatisticalTopKOp(nn.Module):
         return statistical_topk(z, self.k)
 
 
+def extra_flop_metrics(form: str, module: nn.Module, x: torch.Tensor,
+                       backward: bool) -> list[tuple[str, float, str, str]]:
+    """The FLOP harness's Spark rows, measured on the impl's own module (a kernel reports its own counts) and a
+    held-out input: the share of (row, neuron) pairs kept, the share of neurons active in some row (what a sparse
+    decode path computes), and the matmul FLOPs over the active neurons only."""
+    if form != "block":
+        return []
+    module.track_active = True
+    try:
+        with torch.no_grad():
+            module(x)
+        fraction, union = module.last_active_fraction, module.last_union_fraction
+    finally:
+        module.track_active = False
+    rows = x.numel() // x.shape[-1]
+    effective = rows * effective_flops(module.d_model, module.d_hidden, fraction, module.r)
+    return [("active_fraction", fraction, "fraction", f"target k/d_ff = {module.k / module.d_hidden:.4f}"),
+            ("active_union_fraction", union, "fraction",
+             f"neurons active in any of the {rows} rows (a sparse path computes these)"),
+            ("flops_effective", 3 * effective if backward else effective, "FLOP",
+             "matmul FLOPs over the active neurons only")]
+
+
 @register(
     "spark_ffn",
     description="Spark FFN: statistical top-k over a predictor split of K, gated by the rest",
@@ -142,6 +165,7 @@ class StatisticalTopKOp(nn.Module):
     validate=validate,
     op=StatisticalTopKOp,
     op_cost=op_cost,
+    extra_flop_metrics=extra_flop_metrics,
 )
 class SparkFFN(nn.Module):
     """``y = V · [GELU(StatTopk_k(K1ᵀ q[:r])) ⊙ (K2ᵀ q[r:])]`` (see the module docstring).

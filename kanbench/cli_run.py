@@ -18,9 +18,10 @@ from rich.table import Table
 
 from kanbench import registry
 from kanbench.harness import accuracy, contention
+from kanbench.harness.base import harness_names
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
-from kanbench.harness.presets import HARNESSES, PRESETS, get_preset
+from kanbench.harness.presets import PRESETS, get_preset
 from kanbench.harness.runner import Runner
 
 RESULTS_ROOT = Path("results") / "runs"
@@ -76,7 +77,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                        description="Measure registered variants. With no flags: every variant, every harness, the "
                                    "CPU-sized default preset, on the GPU if there is one.")
     p.add_argument("--variants", default=None, help="all | NAME,NAME | GLOB (default: the preset's variants)")
-    p.add_argument("--harness", default=None, help=f"comma-separated subset of {','.join(HARNESSES)}")
+    p.add_argument("--harness", default=None, help=f"comma-separated subset of {','.join(harness_names())}")
     p.add_argument("--impl", default=None, help="comma-separated impls (default: every impl of each variant)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default=None, help=f"comma-separated subset of {','.join(DTYPES)}")
@@ -111,10 +112,10 @@ def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     preset = get_preset(args.preset)
     variants = resolve_variants(args.variants) if args.variants else registry.list_variants(list(preset.variants))
-    harnesses = _split(args.harness) or list(preset.harnesses)
+    harnesses = _split(args.harness) or list(preset.harness_names())
     for h in harnesses:
-        if h not in HARNESSES:
-            raise ValueError(f"unknown harness '{h}'; harnesses: {', '.join(HARNESSES)}.")
+        if h not in harness_names():
+            raise ValueError(f"unknown harness '{h}'; harnesses: {', '.join(harness_names())}.")
     if args.match not in ("params", "flops", "none"):
         raise ValueError(f"--match must be params, flops or none, got '{args.match}'.")
     tasks = _split(args.tasks)
@@ -140,8 +141,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                      args.cuda_graph, tasks, args.match, args.seeds or 3)
     if not plan.items and not plan.accuracy_items:
         raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
-    for config, _ in plan.items:  # impossible shapes fail here, before anything runs (cost validates per form)
-        registry.cost(config.form, config.variant, config.d_model, config.d_hidden, **config.hparams)
+    for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
+        config.validate()
 
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)

@@ -1,0 +1,89 @@
+"""Harnesses are plugins: each registers itself beside its code, as variants do, and the runner is only the loop
+(plan → units → rows → writer).
+
+A harness turns a plan into units of work (``units``), may batch units that must be measured together
+(``batches``: latency times the configurations a table compares in interleaved rounds), turns a batch into CSV rows
+(``rows``, one list per unit, each written in one go) and may add rows once every unit is done (``finish``: the
+accuracy harness's mean and std over seeds). Adding a metric is one new module that calls
+:func:`register_harness`; ``kanbench run --harness NAME`` and the presets then know it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kanbench.harness.results import Config
+
+if TYPE_CHECKING:  # the context and the plan import harness modules' neighbours; only types are needed here
+    from kanbench.harness.context import RunContext
+    from kanbench.harness.plan import Plan
+
+Unit = tuple[Config, str, str]  # (configuration, harness, mode or task)
+Rows = list[dict[str, Any]]
+
+# The modules that register kanbench's own harnesses, in the order a run takes them.
+BUILTIN = ("kanbench.harness.latency", "kanbench.harness.flops", "kanbench.harness.memory",
+           "kanbench.harness.accuracy")
+
+
+class Harness:
+    """Base of every harness. ``measures_configurations``: it measures the plan's (variant, impl, shape)
+    configurations in their modes and so passes through the correctness gate (accuracy trains models instead)."""
+
+    name: ClassVar[str]
+    measures_configurations: ClassVar[bool] = True
+
+    def units(self, plan: Plan) -> list[Unit]:
+        """Every configuration of the plan in each of its modes."""
+        return [(config, self.name, mode) for config, modes in plan.items for mode in modes]
+
+    def batches(self, units: list[Unit]) -> list[list[Unit]]:
+        """Units measured together; by default each alone."""
+        return [[unit] for unit in units]
+
+    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
+        raise NotImplementedError
+
+    def finish(self, ctx: RunContext) -> None:
+        """Rows that need every unit done (none by default)."""
+
+
+_HARNESSES: dict[str, Harness] = {}
+_loaded = {"builtin": False}
+
+
+def register_harness(cls: type[Harness]) -> type[Harness]:
+    """Class decorator: register a harness under its ``name``."""
+    if cls.name in _HARNESSES:
+        raise ValueError(f"harness '{cls.name}' is already registered")
+    _HARNESSES[cls.name] = cls()
+    return cls
+
+
+def _load() -> None:
+    if not _loaded["builtin"]:
+        _loaded["builtin"] = True
+        for module in BUILTIN:
+            importlib.import_module(module)
+
+
+def harness_names() -> tuple[str, ...]:
+    """Every registered harness: kanbench's own in BUILTIN's order (whatever imported them first), then the
+    others in the order they registered."""
+    _load()
+    rank = {module: i for i, module in enumerate(BUILTIN)}
+    names = list(_HARNESSES)
+    return tuple(sorted(names, key=lambda n: (rank.get(type(_HARNESSES[n]).__module__, len(rank)), names.index(n))))
+
+
+def measurement_names() -> tuple[str, ...]:
+    """The harnesses that measure configurations (all but accuracy among kanbench's own)."""
+    return tuple(name for name in harness_names() if _HARNESSES[name].measures_configurations)
+
+
+def get_harness(name: str) -> Harness:
+    _load()
+    if name not in _HARNESSES:
+        raise ValueError(f"unknown harness '{name}'; harnesses: {', '.join(_HARNESSES)}.")
+    return _HARNESSES[name]

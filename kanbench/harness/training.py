@@ -1,0 +1,164 @@
+"""Training one accuracy run: load the task's data (offline), train with AdamW and cosine decay for a fixed number
+of steps, keep the checkpoint with the best validation score (never test), and report its test score."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kanbench.data.digits import digits
+from kanbench.data.kan_fit import kan_fit
+from kanbench.data.mnist1d import mnist1d
+from kanbench.data.splits import Split, standardized
+from kanbench.data.text import char_corpus
+
+if TYPE_CHECKING:
+    from kanbench.harness.accuracy import Task
+
+LM_CONTEXT = 64  # characters per char-lm window
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or Inf loss."""
+
+
+@dataclass
+class Data:
+    """A task's data and how to draw a batch and score a split."""
+
+    split: Split | None = None
+    corpus: Any = None
+
+    def batch(self, task: Task, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if task.kind == "lm":
+            ids = self.corpus.train
+            starts = torch.randint(0, len(ids) - LM_CONTEXT - 1, (task.batch,), generator=generator)
+            window = torch.stack([ids[s: s + LM_CONTEXT + 1] for s in starts.tolist()])
+            return window[:, :-1], window[:, 1:]
+        x, y = self.split.train
+        idx = torch.randint(0, len(x), (task.batch,), generator=generator)
+        return x[idx], y[idx]
+
+    def eval_set(self, task: Task, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if task.kind == "lm":  # fixed, non-overlapping windows of the held-out text
+            ids = getattr(self.corpus, part)
+            n = min(64, (len(ids) - 1) // LM_CONTEXT)
+            window = ids[: n * LM_CONTEXT + 1]
+            x = window[:-1].view(n, LM_CONTEXT)
+            y = window[1:].view(n, LM_CONTEXT)
+            return x, y
+        return getattr(self.split, part)
+
+
+def load_data(task: Task, seed: int) -> Data:
+    if task.name == "digits":
+        return Data(split=standardized(digits(seed)))
+    if task.name == "vit-digits":  # patches of the raw [0, 1] image; the ViT's LayerNorms do the scaling
+        return Data(split=digits(seed))
+    if task.name == "mnist1d":
+        return Data(split=standardized(mnist1d(seed)))
+    if task.name.startswith("kan-fit:"):
+        return Data(split=kan_fit(task.name.split(":", 1)[1], seed))
+    return Data(corpus=char_corpus())
+
+
+def loss_fn(task: Task) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if task.kind == "regress":
+        return F.mse_loss
+    if task.kind == "lm":
+        return lambda out, y: F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    return F.cross_entropy
+
+
+@torch.no_grad()
+def score(task: Task, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy, RMSE or bits per character of ``model`` on (x, y)."""
+    model.eval()
+    out = torch.cat([model(x[i: i + 512]) for i in range(0, len(x), 512)])
+    model.train()
+    if task.kind == "classify":
+        return float((out.argmax(-1) == y).float().mean())
+    if task.kind == "regress":
+        return float(F.mse_loss(out, y).sqrt())
+    return float(F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)) / math.log(2))
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    test: float
+    best_val: float
+    best_step: int
+    first_loss: float
+    last_loss: float
+    seconds: float
+    active_fraction: float | None = None
+
+
+def select_better(task: Task, candidate: float, best: float | None) -> bool:
+    """Model selection on validation: strictly better than the best so far (the earliest best wins ties)."""
+    if best is None:
+        return True
+    higher = task.metric[2]
+    return candidate > best if higher else candidate < best
+
+
+def train(task: Task, model: nn.Module, data: Data, steps: int, seed: int, device: str = "cpu") -> TrainResult:
+    """AdamW with cosine decay; the validation score every ``eval_every`` steps picks the checkpoint whose test
+    score is reported. A NaN/Inf loss raises :class:`NonFiniteLoss`."""
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=task.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    criterion = loss_fn(task)
+    val_x, val_y = (t.to(device) for t in data.eval_set(task, "val"))
+    model.to(device)
+    best_val, best_step, best_state = None, 0, copy.deepcopy(model.state_dict())
+    losses: list[float] = []
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        x, y = (t.to(device) for t in data.batch(task, generator))
+        loss = criterion(model(x), y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite training loss ({float(loss)}) at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % task.eval_every == 0 or step == steps:
+            val = score(task, model, val_x, val_y)
+            if select_better(task, val, best_val):
+                best_val, best_step, best_state = val, step, copy.deepcopy(model.state_dict())
+    seconds = time.perf_counter() - started
+    model.load_state_dict(best_state)
+    test_x, test_y = (t.to(device) for t in data.eval_set(task, "test"))
+    window = max(1, min(task.eval_every, len(losses) // 4))
+    return TrainResult(score(task, model, test_x, test_y), float(best_val), best_step,
+                       sum(losses[:window]) / window, sum(losses[-window:]) / window, seconds,
+                       spark_active_fraction(model, val_x))
+
+
+@torch.no_grad()
+def spark_active_fraction(model: nn.Module, x: torch.Tensor) -> float | None:
+    """Mean kept fraction over the Spark FFNs of a trained model on held-out inputs (None without any)."""
+    sparks = [m for m in model.modules() if hasattr(m, "track_active")]
+    if not sparks:
+        return None
+    for m in sparks:
+        m.track_active = True
+    model.eval()
+    model(x[:256])
+    model.train()
+    fractions = [m.last_active_fraction for m in sparks]
+    for m in sparks:
+        m.track_active = False
+    return sum(fractions) / len(fractions)
