@@ -46,13 +46,19 @@ ON_A_ROWS = 2  # F on the A tiles, channels along A's rows (C's rows): the weigh
 
 
 @triton.jit
-def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, K,
-                         stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-                         group_width, num_stride_group,
-                         RATIONAL_ON: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                         GROUP_M: tl.constexpr):
-    # grouped program order: GROUP_M row blocks share each column block of B while it is in L2
+def _fused_matmul_kernel(
+        # pointers: C (M × N) = F(A) (M × K) · B (K × N) + bias (N); the rational's numerator and denominator
+        a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr,
+        # sizes
+        M, N, K,
+        # strides (elements) of A, B and C, so that transposes are views, not copies
+        stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+        # channels per rational group; numerator stride between groups (0 when one numerator is shared)
+        group_width, num_stride_group,
+        # constexpr: where F applies (ON_A or ON_A_ROWS), whether to add the bias, IEEE fp32 dots, tile shape
+        RATIONAL_ON: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    # -- this program's C tile, in grouped order: GROUP_M row blocks share each column block of B while in L2
     pid = tl.program_id(0)
     n_m, n_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     per_group = GROUP_M * n_n
@@ -61,6 +67,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
     pid_m = first_m + (pid % per_group) % rows_in_group
     pid_n = (pid % per_group) // rows_in_group
 
+    # -- its rows and columns, and the fp32 accumulator
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok, n_ok = rm < M, rn < N
@@ -70,6 +77,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
                                                                      num_stride_group)
         a0, a1, a2, a3, a4, a5 = a0[:, None], a1[:, None], a2[:, None], a3[:, None], a4[:, None], a5[:, None]
         b0, b1, b2, b3 = b0[:, None], b1[:, None], b2[:, None], b3[:, None]
+    # -- the K loop: load a tile of A and of B, apply F to A's tile, accumulate the product
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         k_ok = rk < K
@@ -86,6 +94,7 @@ def _fused_matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, num_ptr, den_ptr, M, N, 
         else:
             a = rational_with(a.to(tl.float32), a0, a1, a2, a3, a4, a5, b0, b1, b2, b3).to(b.dtype)
         acc += dot(a, b, IEEE)
+    # -- add the bias in fp32, round once, store the tile
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     c = c_ptr + rm[:, None].to(tl.int64) * stride_cm + rn[None, :].to(tl.int64) * stride_cn

@@ -72,8 +72,14 @@ def rational_with(x, a0, a1, a2, a3, a4, a5, b0, b1, b2, b3):
 
 
 @triton.jit
-def _rational_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, N, D, group_width, a_stride_group,
-                         BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rational_fwd_kernel(
+        # pointers: input x and output y, both (N, D) contiguous; numerator a and denominator b
+        x_ptr, a_ptr, b_ptr, y_ptr,
+        # sizes; channels per group; numerator stride between groups (0 when shared)
+        N, D, group_width, a_stride_group,
+        # constexpr: the tile (rows × channels) one program computes
+        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    # -- this program's tile of rows and channels
     pid_n = tl.program_id(0)
     pid_d = tl.program_id(1)
     rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -81,14 +87,21 @@ def _rational_fwd_kernel(x_ptr, a_ptr, b_ptr, y_ptr, N, D, group_width, a_stride
     col_ok = cols < D
     mask = (rows[:, None] < N) & col_ok[None, :]
     offsets = rows[:, None].to(tl.int64) * D + cols[None, :]
+    # -- load in any float dtype, F in fp32, store in the output's dtype
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     y = rational_of(x, a_ptr, b_ptr, cols, col_ok, group_width, a_stride_group)
     tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D, group_width, a_stride_group,
-                         BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rational_bwd_kernel(
+        # pointers: x and dy in, dx out (all (N, D)); a, b; partial (row programs, D, 10) fp32 coefficient sums
+        x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr,
+        # sizes; channels per group; numerator stride between groups (0 when shared)
+        N, D, group_width, a_stride_group,
+        # constexpr: the tile (rows × channels) of one loop step
+        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    # -- this program's channels; its rows are every n_row_programs-th tile (a grid-stride loop)
     pid_r = tl.program_id(0)
     pid_d = tl.program_id(1)
     n_row_programs = tl.num_programs(0)
@@ -108,6 +121,7 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
     s_b1 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     s_b2 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     s_b3 = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    # -- per tile: load x and dy, write dx = dy·dF/dx, add the tile's terms to the running coefficient sums
     for row0 in range(pid_r * BLOCK_N, N, n_row_programs * BLOCK_N):
         rows = row0 + tl.arange(0, BLOCK_N)
         mask = (rows[:, None] < N) & col_ok[None, :]
@@ -144,6 +158,7 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
         s_b2 += u
         u = u * ax
         s_b3 += u
+    # -- reduce the sums over the tile's rows once, store this program's partial row (no atomics: deterministic)
     out = partial_ptr + (pid_r.to(tl.int64) * D + cols) * 10
     tl.store(out + 0, tl.sum(s_a0, axis=0), mask=col_ok)
     tl.store(out + 1, tl.sum(s_a1, axis=0), mask=col_ok)
@@ -158,7 +173,13 @@ def _rational_bwd_kernel(x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr, N, D,
 
 
 @triton.jit
-def _sum_partials_kernel(partial_ptr, out_ptr, R, M, BLOCK: tl.constexpr):
+def _sum_partials_kernel(
+        # pointers: partial (R, M) fp32 in, out (M,) fp32
+        partial_ptr, out_ptr,
+        # sizes: row programs of the backward, M = D·10
+        R, M,
+        # constexpr: columns per program
+        BLOCK: tl.constexpr):
     """out[m] = Σ_r partial[r, m] in row order, for a (R, M) fp32 matrix (M = D·10)."""
     cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = cols < M
@@ -169,8 +190,13 @@ def _sum_partials_kernel(partial_ptr, out_ptr, R, M, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _group_gradients_kernel(sums_ptr, b_ptr, da_ptr, db_ptr, groups, group_width, SHARED: tl.constexpr,
-                            BLOCK_W: tl.constexpr):
+def _group_gradients_kernel(
+        # pointers: per-channel sums (D, 10) in; the denominator b (for sign(b)); da and db out
+        sums_ptr, b_ptr, da_ptr, db_ptr,
+        # sizes
+        groups, group_width,
+        # constexpr: one numerator for all groups (da summed over them); channels per loop step
+        SHARED: tl.constexpr, BLOCK_W: tl.constexpr):
     """da (groups or 1, 6) and db (groups, 4) from the per-channel sums (D, 10), groups and channels in order."""
     terms = tl.arange(0, 16)  # 10 terms, padded to a power of two
     da_total = tl.zeros([16], dtype=tl.float32)
@@ -192,8 +218,8 @@ def _group_gradients_kernel(sums_ptr, b_ptr, da_ptr, db_ptr, groups, group_width
         tl.store(da_ptr + terms, da_total, mask=terms < 6)
 
 
-# Tile sizes (elements per program and loop step), warps and backward programs per SM: chosen on an H100 with
-# tools/diag_bwd.py (kernel time, registers and spills per configuration). At (12608, 768) fp32 the backward kernel
+# Tile sizes (elements per program and loop step), warps and backward programs per SM: chosen on an H100 by sweeping
+# them (kernel time, registers and spills per configuration). At (12608, 768) fp32 the backward kernel
 # ran 0.068 ms at 1024/4/2 (204 registers, no spills) against 0.09-0.12 ms for the neighbours; 4096-element tiles
 # spill (48-278 registers' worth) and ran 0.10-0.30 ms.
 FWD_TILE = 4096

@@ -48,7 +48,14 @@ DOWN_PROGRAMS_PER_SM = 4
 
 
 @triton.jit
-def _threshold_kernel(z_ptr, theta_ptr, d, c, BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
+def _threshold_kernel(
+        # pointers: predictor scores z (B, d) in, θ (B,) out
+        z_ptr, theta_ptr,
+        # sizes; c = Q(1 - k/d), the standard-normal quantile
+        d, c,
+        # constexpr: the row block; whether the row is read in chunks
+        BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
+    # -- one program per row: θ = mean(z) + c·std(z)
     row = tl.program_id(0).to(tl.int64)
     if CHUNKED:
         mean, std = row_mean_std_chunked(z_ptr, row * d, d, BLOCK)
@@ -72,7 +79,14 @@ def _union_mask(z_ptr, theta_ptr, cols, col_ok, B, d):
 
 
 @triton.jit
-def _union_count_kernel(z_ptr, theta_ptr, count_ptr, B, d, BLOCK: tl.constexpr):
+def _union_count_kernel(
+        # pointers: z (B, d) and θ (B,) in; count (blocks,) out
+        z_ptr, theta_ptr, count_ptr,
+        # sizes
+        B, d,
+        # constexpr: neurons per program
+        BLOCK: tl.constexpr):
+    # -- how many of this block's neurons are active in some row
     pid = tl.program_id(0)
     cols = pid * BLOCK + tl.arange(0, BLOCK)
     union = _union_mask(z_ptr, theta_ptr, cols, cols < d, B, d)
@@ -80,8 +94,14 @@ def _union_count_kernel(z_ptr, theta_ptr, count_ptr, B, d, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _union_compact_kernel(z_ptr, theta_ptr, count_ptr, index_ptr, total_ptr, B, d, n_blocks,
-                          BLOCK: tl.constexpr, BLOCKS: tl.constexpr):
+def _union_compact_kernel(
+        # pointers: z, θ and the per-block counts in; the ascending index list and its length (total) out
+        z_ptr, theta_ptr, count_ptr, index_ptr, total_ptr,
+        # sizes
+        B, d, n_blocks,
+        # constexpr: neurons per program; the count array padded to a power of two
+        BLOCK: tl.constexpr, BLOCKS: tl.constexpr):
+    # -- this block's union mask, then its neurons' positions: the earlier blocks' counts + a running count
     pid = tl.program_id(0)
     cols = pid * BLOCK + tl.arange(0, BLOCK)
     union = _union_mask(z_ptr, theta_ptr, cols, cols < d, B, d)
@@ -95,8 +115,15 @@ def _union_compact_kernel(z_ptr, theta_ptr, count_ptr, index_ptr, total_ptr, B, 
 
 
 @triton.jit
-def _gate_kernel(q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr, B, d, d_model, r,
-                 BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_I: tl.constexpr, IEEE: tl.constexpr):
+def _gate_kernel(
+        # pointers: q (B, d_model), z (B, d), θ (B,), neuron-major K2ᵀ (d, d_model - r), the index list and its
+        # length in; h (B, d) out, one column per selected slot
+        q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr,
+        # sizes: rows, neurons, model width, predictor width
+        B, d, d_model, r,
+        # constexpr: rows, slots and inputs per tile; IEEE fp32 dots
+        BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_I: tl.constexpr, IEEE: tl.constexpr):
+    # -- this program's slots of the index list; programs past its length (kept on the device) do nothing
     total = tl.load(total_ptr)
     s0 = tl.program_id(0) * BLOCK_S
     if s0 < total:
@@ -106,6 +133,7 @@ def _gate_kernel(q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr, 
         neuron = tl.load(index_ptr + slots, mask=slot_ok, other=0)
         rows = tl.arange(0, BLOCK_B)
         row_ok = rows < B
+        # -- K2ᵀq[r:] over the selected neurons' rows only
         acc = tl.zeros([BLOCK_B, BLOCK_S], dtype=tl.float32)
         for i0 in range(0, n_in, BLOCK_I):
             i = i0 + tl.arange(0, BLOCK_I)
@@ -115,6 +143,7 @@ def _gate_kernel(q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr, 
             w = tl.load(k2t_ptr + neuron[None, :].to(tl.int64) * n_in + i[:, None],
                         mask=i_ok[:, None] & slot_ok[None, :], other=0.0)  # (I, S): neuron rows, contiguous in i
             acc += dot(q.to(w.dtype), w, IEEE)
+        # -- h = GELU(max(z - θ, 0)) · (K2ᵀq[r:]) for those neurons
         both = row_ok[:, None] & slot_ok[None, :]
         z = tl.load(z_ptr + rows[:, None] * d + neuron[None, :], mask=both, other=0.0).to(tl.float32)
         theta = tl.load(theta_ptr + rows, mask=row_ok, other=0.0)
@@ -124,8 +153,15 @@ def _gate_kernel(q_ptr, z_ptr, theta_ptr, k2t_ptr, index_ptr, total_ptr, h_ptr, 
 
 
 @triton.jit
-def _down_kernel(h_ptr, vt_ptr, index_ptr, total_ptr, partial_ptr, B, d, d_model,
-                 BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+def _down_kernel(
+        # pointers: h (B, d), neuron-major Vᵀ (d, d_model), the index list and its length in; fp32 partial sums
+        # (splits, B, d_model) out
+        h_ptr, vt_ptr, index_ptr, total_ptr, partial_ptr,
+        # sizes
+        B, d, d_model,
+        # constexpr: rows, slots and output columns per tile; IEEE fp32 dots
+        BLOCK_B: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    # -- this program's output columns and its share of the slots (every n_split-th chunk)
     pid_split = tl.program_id(0)
     n_split = tl.num_programs(0)
     total = tl.load(total_ptr)
@@ -133,6 +169,7 @@ def _down_kernel(h_ptr, vt_ptr, index_ptr, total_ptr, partial_ptr, B, d, d_model
     col_ok = cols < d_model
     rows = tl.arange(0, BLOCK_B)
     row_ok = rows < B
+    # -- Σ h·Vᵀ[neuron] over its slots, then one partial row per split (summed in a fixed order afterwards)
     acc = tl.zeros([BLOCK_B, BLOCK_D], dtype=tl.float32)
     for s0 in range(pid_split * BLOCK_S, total, n_split * BLOCK_S):
         slots = s0 + tl.arange(0, BLOCK_S)

@@ -46,7 +46,14 @@ def row_mean_std_chunked(z_ptr, start, d, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _topk_fwd_kernel(z_ptr, out_ptr, mean_ptr, std_ptr, d, c, BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
+def _topk_fwd_kernel(
+        # pointers: z (rows, d) in; max(z - θ, 0) out; each row's mean and std out (for the backward)
+        z_ptr, out_ptr, mean_ptr, std_ptr,
+        # sizes; c = Q(1 - k/d)
+        d, c,
+        # constexpr: the row block; whether the row is read in chunks
+        BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
+    # -- one program per row: statistics, θ = mean + c·std, the soft threshold
     row = tl.program_id(0).to(tl.int64)
     start = row * d
     if CHUNKED:  # three passes over the row in chunks (statistics, then the threshold)
@@ -68,7 +75,14 @@ def _topk_fwd_kernel(z_ptr, out_ptr, mean_ptr, std_ptr, d, c, BLOCK: tl.constexp
 
 
 @triton.jit
-def _topk_bwd_kernel(z_ptr, g_ptr, mean_ptr, std_ptr, dz_ptr, d, c, BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
+def _topk_bwd_kernel(
+        # pointers: z and the upstream gradient g (rows, d), the forward's mean and std in; dz out
+        z_ptr, g_ptr, mean_ptr, std_ptr, dz_ptr,
+        # sizes; c = Q(1 - k/d)
+        d, c,
+        # constexpr: the row block; whether the row is read in chunks
+        BLOCK: tl.constexpr, CHUNKED: tl.constexpr):
+    # -- one program per row: G = Σ g·m over the kept entries, then dz = g·m - G·(1/d + c·(z - μ)/(d·σ))
     row = tl.program_id(0).to(tl.int64)
     start = row * d
     mean = tl.load(mean_ptr + row)

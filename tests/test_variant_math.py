@@ -1,4 +1,4 @@
-"""Variant-specific checks of the math in ../shared/reference/variants.md."""
+"""Variant-specific checks of the math each variant's module docstring gives (the papers' equations)."""
 
 import math
 

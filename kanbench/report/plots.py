@@ -135,7 +135,7 @@ def accuracy_plots(results: pd.DataFrame, out: Path, colours: dict) -> list[Path
     summary = acc.groupby(["mode", "variant", "metric"]).agg(score=("score", "mean"), sd=("score", "std"),
                                                              params=("params", "first")).reset_index()
     lat = results[(results.metric == "latency") & (results.stat == "median") & (results.status == "ok") &
-                  (results.impl == "reference") & (results["mode"] == "fwd_bwd")]
+                  (results.impl == registry.REFERENCE) & (results["mode"] == "fwd_bwd")]
     latency = lat.groupby("variant").value.apply(lambda v: float(v.astype(float).median()))
     paths = []
     for xcol, name, label in (("params", "accuracy_vs_params", "parameters (log)"),
@@ -178,7 +178,7 @@ def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]
     fig, ax = plt.subplots(figsize=(8, 4.6))
     styles = ["-", "--", ":", "-."]
     for dense in sorted(set(med.variant) - {"spark_ffn"}):
-        base = med[(med.variant == dense) & (med.impl == "reference")].set_index("tokens").ms
+        base = med[(med.variant == dense) & (med.impl == registry.REFERENCE)].set_index("tokens").ms
         for style, (impl, part) in zip(styles, spark.groupby("impl"), strict=False):
             part = part[part.tokens.isin(base.index)]
             ax.plot(part.tokens, base[part.tokens].values / part.ms.values, "o" + style, color=colours[dense],

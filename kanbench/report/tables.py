@@ -1,6 +1,7 @@
 """``kanbench report RUN_DIR``: the run's results.csv and env.json as markdown tables in ``RUN_DIR/report.md``.
 
-Latency medians with their p20–p80 spread, speed-up over the ``mlp`` baseline (same dtype, shape and mode) and
+Latency medians with their p20–p80 spread, speed-up over the baseline variant (the one registered with
+``baseline=True``: ``mlp``) in the same dtype, shape and mode and
 over the variant's own ``reference`` impl with a 95 % bootstrap interval from the samples, the ratio to the
 physical floor; memory; FLOPs. A configuration that failed shows its status instead of a number; one measured on
 a busy machine shows its number and the status ``noisy``.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kanbench.registry import REFERENCE, baseline_variant
 from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
 
 SHAPE = ["dtype", "form", "tokens", "d_model"]
@@ -40,6 +42,8 @@ def _speedup(samples: dict[tuple, object], base: tuple, mine: tuple, base_median
 
 def latency_table(df: pd.DataFrame, samples: dict[tuple, object] | None = None) -> pd.DataFrame:
     samples = samples or {}
+    baseline = baseline_variant()
+    vs_baseline = f"vs {baseline}"
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
     measured = lat[lat.status.isin(["ok", "noisy"])]
     ok = measured.pivot_table(index=[*CONFIG, "mode"], columns="stat", values="value", aggfunc="first")
@@ -58,15 +62,15 @@ def latency_table(df: pd.DataFrame, samples: dict[tuple, object] | None = None) 
             entry["p20–p80 ms"] = spread if low == "p20" else f"{spread} (q1–q3)"
             entry["graph ms"] = _fmt(float(graph[key])) if key in graph.index else ""
             entry["× floor"] = f"{float(over[key]):.2f}" if key in over.index else ""
-            for column, base in (("vs mlp", ("mlp", "reference", *key[2:])),  # same dtype, form, shape, seed, mode
-                                 ("vs reference", (key[0], "reference", *key[2:]))):
-                wanted = base in ok.index and (column == "vs mlp" or key[1] != "reference")
+            for column, base in ((vs_baseline, (baseline, REFERENCE, *key[2:])),  # same dtype, form, shape, mode
+                                 ("vs reference", (key[0], REFERENCE, *key[2:]))):
+                wanted = base in ok.index and (column == vs_baseline or key[1] != REFERENCE)
                 entry[column] = (_speedup(samples, sample_key.get(base), sample_key[key],
                                           float(ok.loc[base, "median"]), median) if wanted else "")
             noisy = group[group.status == "noisy"]
             entry["status"] = "ok" if noisy.empty else f"noisy: {noisy.message.iloc[0].split('machine busy: ')[-1]}"
         else:
-            entry.update({"median ms": "—", "p20–p80 ms": "", "graph ms": "", "× floor": "", "vs mlp": "",
+            entry.update({"median ms": "—", "p20–p80 ms": "", "graph ms": "", "× floor": "", vs_baseline: "",
                           "vs reference": "", "status": f"{group.status.iloc[0]}: {group.message.iloc[0][:80]}"})
         rows.append(entry)
     return pd.DataFrame(rows)
@@ -121,7 +125,8 @@ def write_report(run_dir: Path, plots: list[Path] | None = None) -> Path:
              "", "## Latency", "",
              "Median of every sample (L2 flushed before each call on CUDA), p20–p80 spread, CUDA-graph replay "
              "where measured, ratio to the larger of the bandwidth and compute floors, and speed-ups (>1 = faster) "
-             "over the `mlp` baseline and over the variant's `reference` impl in the same dtype, shape and mode, "
+             f"over the `{baseline_variant()}` baseline and over the variant's `{REFERENCE}` impl in the same dtype, "
+             "shape and mode, "
              "with the 95 % bootstrap interval of the ratio of medians. `noisy`: measured while other processes "
              "took the CPU, after re-measuring (the figure is shown, not to be published as clean).",
              "", markdown(latency_table(df, load_samples(run_dir))), "", "## Memory", "",

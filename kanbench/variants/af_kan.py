@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanbench.costs import ELEMENTWISE, LAYER_NORM, REDUCTION, SOFTMAX, Cost
-from kanbench.registry import register
+from kanbench.variants.two_layer import register_layer_variant
 
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
                "softplus": F.softplus}
@@ -68,8 +68,6 @@ def validate(d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation: 
                                  ("func_norm", func_norm, NORMS)):
         if value not in allowed:
             raise ValueError(f"af_kan: {name} must be one of {', '.join(allowed)}, got {value!r}.")
-
-
 
 
 class AFKANLayer(nn.Module):
@@ -131,28 +129,13 @@ def edge_inputs(grid_size: int = 3, k: int = 3, **_: object) -> list[float]:
     return ends + [ends[0] - 1.0, ends[-1] + 1.0]
 
 
-def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
-    return layer_cost(d_model, d_hidden, **hp) + layer_cost(d_hidden, d_model, **hp)
-
-
-@register(
+AFKANBlock = register_layer_variant(
     "af_kan",
+    layer=AFKANLayer,
+    layer_cost=layer_cost,
     description="AF-KAN: activation bumps, global attention over inputs, MLP-sized",
     paper="Ta et al. 2025, AF-KAN (arXiv 2503.06112)",
-    block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
     edge_inputs=edge_inputs,
-    layer=AFKANLayer,
-    layer_cost=layer_cost,
 )
-class AFKANBlock(nn.Module):
-    """Two AF-KAN layers, d_model → d_hidden → d_model."""
-
-    def __init__(self, d_model: int, d_hidden: int, **hp: object) -> None:
-        super().__init__()
-        self.fc1 = AFKANLayer(d_model, d_hidden, **hp)
-        self.fc2 = AFKANLayer(d_hidden, d_model, **hp)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x))

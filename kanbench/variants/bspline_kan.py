@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanbench.costs import ELEMENTWISE, SILU, Cost
-from kanbench.registry import register
+from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"grid_size": 5, "spline_order": 3, "grid_range": (-1.0, 1.0), "scale_noise": 0.1, "scale_base": 1.0,
             "scale_spline": 1.0}
@@ -121,28 +121,13 @@ def layer_cost(d_in: int, d_out: int, grid_size: int = 5, spline_order: int = 3,
     return Cost(params, matmul, elementwise)
 
 
-def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
-    return layer_cost(d_model, d_hidden, **hp) + layer_cost(d_hidden, d_model, **hp)
-
-
-@register(
+BSplineKANBlock = register_layer_variant(
     "bspline_kan",
+    layer=BSplineKANLayer,
+    layer_cost=layer_cost,
     description="B-spline KAN, efficient-kan formulation: W_base·SiLU(x) + W_spline·B(x)",
     paper="Liu et al. 2024, KAN: Kolmogorov-Arnold Networks (arXiv 2404.19756)",
-    block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
     edge_inputs=edge_inputs,
-    layer=BSplineKANLayer,
-    layer_cost=layer_cost,
 )
-class BSplineKANBlock(nn.Module):
-    """Two B-spline KAN layers, d_model → d_hidden → d_model (the layers are the nonlinearity)."""
-
-    def __init__(self, d_model: int, d_hidden: int, **hp: object) -> None:
-        super().__init__()
-        self.fc1 = BSplineKANLayer(d_model, d_hidden, **hp)
-        self.fc2 = BSplineKANLayer(d_hidden, d_model, **hp)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x))

@@ -30,7 +30,9 @@ from torch import nn
 from kanbench.costs import Cost, linear_cost
 from kanbench.registry import register
 
-# Numerator a0..a5 and denominator b0..b3 of the inits, under the form above (reference/variants.md).
+# Numerator a0..a5 and denominator b0..b3 of the inits, under the form above: the KAT authors' released fits
+# (``gelu`` is their "gelu_old" entry, the one that is GELU under this Q; their current "gelu" was fitted to the
+# paper's other Q and is off by up to 1.46 on [-3, 3] here). tests/test_variant_math.py checks each against its target.
 RATIONAL_INITS: dict[str, tuple[list[float], list[float]]] = {
     "identity": ([0.0, 1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]),
     "swish": ([3.05e-7, 0.50000079, 0.24999783, 0.05326628, 0.00580303, 0.00027520],

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanbench.costs import Cost, linear_cost
-from kanbench.registry import register
+from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"grid_size": 5, "k": 3, "train_intervals": True}
 
@@ -74,29 +74,14 @@ def layer_cost(d_in: int, d_out: int, grid_size: int = 5, k: int = 3, train_inte
     return bases + linear_cost(n_bases * d_in, d_out)
 
 
-def block_cost(d_model: int, d_hidden: int, **hp: object) -> Cost:
-    return layer_cost(d_model, d_hidden, **hp) + layer_cost(d_hidden, d_model, **hp)
-
-
-@register(
+ReLUKANBlock = register_layer_variant(
     "relu_kan",
+    layer=ReLUKANLayer,
+    layer_cost=layer_cost,
     description="ReLU-KAN: bases [ReLU(e-x)·ReLU(x-s)]²·r, then one matmul",
     paper="Qiu et al. 2024, ReLU-KAN (arXiv 2406.02075)",
-    block_cost=block_cost,
     defaults=DEFAULTS,
     validate=validate,
     edge_inputs=edge_inputs,
-    layer=ReLUKANLayer,
-    layer_cost=layer_cost,
     input_kind="unit",
 )
-class ReLUKANBlock(nn.Module):
-    """Two ReLU-KAN layers, d_model → d_hidden → d_model."""
-
-    def __init__(self, d_model: int, d_hidden: int, **hp: object) -> None:
-        super().__init__()
-        self.fc1 = ReLUKANLayer(d_model, d_hidden, **hp)
-        self.fc2 = ReLUKANLayer(d_hidden, d_model, **hp)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.fc1(x))
