@@ -1,5 +1,5 @@
 // GR-KAN's group rational, per element, as __host__ __device__ functions: the CUDA kernels
-// (grkan_rational_cuda.cu) call them on the GPU, and tests/cuda/rational_math_host.cu calls the very same code on
+// (grkan_rational_cuda.cu) call them on the GPU, and tests/cuda/rational_math_host.cpp calls the very same code on
 // the CPU so that a machine without a GPU still checks the kernels' arithmetic against the float64 reference.
 //
 // F(x) = P(x) / Q(x), P = a0 + a1 x + ... + a5 x^5, Q = 1 + |b0||x| + |b1||x|^2 + |b2||x|^3 + |b3||x|^4

@@ -4,13 +4,15 @@
 A harness turns a plan into units of work (``units``), may batch units that must be measured together
 (``batches``: latency times the configurations a table compares in interleaved rounds), turns a batch into CSV rows
 (``rows``, one list per unit, each written in one go) and may add rows once every unit is done (``finish``: the
-accuracy harness's mean and std over seeds). Adding a metric is one new module that calls
-:func:`register_harness`; ``kanbench run --harness NAME`` and the presets then know it.
+accuracy harness's mean and std over seeds). Adding a metric is one new module in this package (or in your own
+code) with a class under :func:`register_harness`: the registry imports every module of the package when first
+asked, and ``kanbench run --harness NAME`` and the presets then know it.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kanbench.harness.results import Config
@@ -22,7 +24,7 @@ if TYPE_CHECKING:  # the context and the plan import harness modules' neighbours
 Unit = tuple[Config, str, str]  # (configuration, harness, mode or task)
 Rows = list[dict[str, Any]]
 
-# The modules that register kanbench's own harnesses, in the order a run takes them.
+# The order a run takes kanbench's own harnesses in; a harness in any other module follows them.
 BUILTIN = ("kanbench.harness.latency", "kanbench.harness.flops", "kanbench.harness.memory",
            "kanbench.harness.accuracy")
 
@@ -49,6 +51,24 @@ class Harness:
         """Rows that need every unit done (none by default)."""
 
 
+class PerConfiguration(Harness):
+    """A harness that measures one configuration per unit: through the gate's door first (a refused or rejected
+    configuration gets the refusal's row), then :meth:`measure`; a failure becomes a row with its status."""
+
+    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
+        config, _, mode = batch[0]
+        refused = ctx.refusal(config, self.name, mode)
+        if refused:
+            return [refused]
+        try:
+            return [self.measure(ctx, config, mode)]
+        except Exception as err:  # noqa: BLE001 - any failure of one configuration becomes a row, the sweep goes on
+            return [ctx.failure(config, self.name, mode, err)]
+
+    def measure(self, ctx: RunContext, config: Config, mode: str) -> Rows:
+        raise NotImplementedError
+
+
 _HARNESSES: dict[str, Harness] = {}
 _loaded = {"builtin": False}
 
@@ -62,10 +82,12 @@ def register_harness(cls: type[Harness]) -> type[Harness]:
 
 
 def _load() -> None:
+    """Import every module of this package once (those that define harnesses register them)."""
     if not _loaded["builtin"]:
         _loaded["builtin"] = True
-        for module in BUILTIN:
-            importlib.import_module(module)
+        package = __name__.rsplit(".", 1)[0]
+        for module in sorted(m.name for m in pkgutil.iter_modules(importlib.import_module(package).__path__)):
+            importlib.import_module(f"{package}.{module}")
 
 
 def harness_names() -> tuple[str, ...]:

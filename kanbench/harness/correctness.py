@@ -84,6 +84,12 @@ def gate_inputs(config: Config) -> list[tuple[str, torch.Tensor]]:
     return draws
 
 
+def _upstream(config: Config, x: torch.Tensor, draw: int) -> torch.Tensor:
+    """The upstream gradient of a draw: seeded by the configuration, so a verdict is the same on every run."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 101 + draw)
+    return torch.randn(x.shape[0], output_width(config), generator=generator, dtype=torch.float64).to(x.device)
+
+
 def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> dict[str, torch.Tensor | None]:
     """Output (grad enabled), output under no_grad, input gradient and every parameter's gradient (None where the
     module produced none)."""
@@ -120,8 +126,8 @@ def _out_of_range(config: Config, draw: str) -> bool:
 def check_reference(config: Config, module: torch.nn.Module) -> GateResult:
     """For the reference itself: finite outputs and gradients on every draw (see :func:`_out_of_range`)."""
     notes = []
-    for draw, x in gate_inputs(config):
-        upstream = torch.randn(x.shape[0], output_width(config), dtype=x.dtype, device=x.device)
+    for index, (draw, x) in enumerate(gate_inputs(config)):
+        upstream = _upstream(config, x, index)
         bad = _non_finite(_run(module, x.to(config.torch_dtype), upstream))
         if bad and _out_of_range(config, draw):
             notes.append(f"{draw} draw outside {config.dtype}'s range ({', '.join(bad)} overflow)")
@@ -152,9 +158,9 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
     same_dtype.load_state_dict(module.state_dict())
     worst: tuple[float, float, str] = (-1.0, 0.0, "")  # (error / allowed, error, what)
     notes = []
-    for draw, x in gate_inputs(config):
+    for index, (draw, x) in enumerate(gate_inputs(config)):
         x = x.to(dtype).double()  # the impl's input, exactly
-        upstream = torch.randn(x.shape[0], output_width(config), dtype=torch.float64, device=x.device)
+        upstream = _upstream(config, x, index)
         truth = _run(truth_module, x, upstream)
         reference = _run(same_dtype, x.to(dtype), upstream) if dtype != torch.float64 else {}
         in_dtype = _non_finite(reference)

@@ -19,7 +19,7 @@ import warnings
 import torch
 
 from kanbench import registry
-from kanbench.harness.base import Harness, Rows, Unit, register_harness
+from kanbench.harness.base import PerConfiguration, Rows, register_harness
 from kanbench.harness.context import RunContext
 from kanbench.harness.flop_counter import CountedFlops, count_flops
 from kanbench.harness.results import Config
@@ -86,19 +86,12 @@ def flop_metrics(config: Config, module: torch.nn.Module, mode: str) -> list[tup
 
 
 @register_harness
-class Flops(Harness):
+class Flops(PerConfiguration):
     name = "flops"
 
-    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
-        config, _, mode = batch[0]
-        refused = ctx.refusal(config, self.name, mode)
-        if refused:
-            return [refused]
-        try:
-            module = ctx.module(config)
-            params = sum(p.numel() for p in module.parameters())
-            return [[ctx.row(config, self.name, mode, metric, value, unit, "value", params,
-                             "ok" if value is not None else "skipped", message)
-                     for metric, value, unit, message in flop_metrics(config, module, mode)]]
-        except Exception as err:  # noqa: BLE001 - any failure of one configuration becomes a row
-            return [ctx.failure(config, self.name, mode, err)]
+    def measure(self, ctx: RunContext, config: Config, mode: str) -> Rows:
+        module = ctx.module(config)
+        params = sum(p.numel() for p in module.parameters())
+        return [ctx.row(config, self.name, mode, metric, value, unit, "value", params,
+                        "ok" if value is not None else "skipped", message)
+                for metric, value, unit, message in flop_metrics(config, module, mode)]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from kanbench.harness.base import Harness, Rows, Unit, register_harness
+from kanbench.harness.base import PerConfiguration, Rows, register_harness
 from kanbench.harness.context import RunContext
 from kanbench.harness.results import Config
 from kanbench.harness.workload import workload
@@ -90,18 +90,8 @@ def peak_over_baseline_bytes(fn: Callable[[], object], device: str, modules: Ite
 
 
 @register_harness
-class Memory(Harness):
+class Memory(PerConfiguration):
     name = "memory"
-
-    def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
-        config, _, mode = batch[0]
-        refused = ctx.refusal(config, self.name, mode)
-        if refused:
-            return [refused]
-        try:
-            return [self.measure(ctx, config, mode)]
-        except Exception as err:  # noqa: BLE001 - any failure of one configuration becomes a row
-            return [ctx.failure(config, self.name, mode, err)]
 
     def measure(self, ctx: RunContext, config: Config, mode: str) -> Rows:
         module = ctx.module(config)

@@ -1,9 +1,12 @@
 """One module per variant: the readable PyTorch reference and its registry entry.
 
-Importing this package registers all of them; to add a variant, write one module here (or anywhere in your own
-code) that decorates its block with :func:`kanbench.registry.register`.
+Importing this package imports every module in it, which registers every variant: to add one, write one module
+here (or anywhere in your own code) that registers it with :func:`kanbench.registry.register` (or, for a layer
+variant, :func:`kanbench.variants.two_layer.register_layer_variant`); nothing else needs an edit.
 """
 
-from kanbench.variants import af_kan, bspline_kan, glu, grkan, mlp, relu_kan, spark_ffn
+import importlib
+import pkgutil
 
-__all__ = ["af_kan", "bspline_kan", "glu", "grkan", "mlp", "relu_kan", "spark_ffn"]
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
