@@ -207,6 +207,9 @@ def test_resume_repairs_a_cut_last_line_and_completes_the_run(tmp_path, capsys):
     assert sorted(map(tuple, resumed[key].values.tolist())) == sorted(map(tuple, full[key].values.tolist()))
     env = json.loads((out / "env.json").read_text())
     assert len(env["sessions"]) == 2 and set(resumed.session) == {0, 1}  # rows name the session that measured them
+    first = env["sessions"][0]
+    assert env["ceilings"] == first["ceilings"] and env["git_commit"] == first["git_commit"]  # the first run's
+    assert env["time_utc"] == first["time_utc"] and env["command"] == first["command"]
 
 
 def test_an_interrupted_run_resumed_never_duplicates_a_key(tmp_path):
