@@ -58,8 +58,8 @@ def rowwise_error(value: torch.Tensor, truth: torch.Tensor) -> float:
     value, truth = value.detach().double(), truth.detach().double()
     if value.shape != truth.shape or not torch.isfinite(value).all():
         return float("inf")
-    rows = truth.shape[-1] if truth.dim() >= 2 else 1
-    value, truth = value.reshape(-1, rows), truth.reshape(-1, rows)
+    width = truth.shape[-1] if truth.dim() >= 2 else 1  # a 1-D tensor: each element is a row
+    value, truth = value.reshape(-1, width), truth.reshape(-1, width)
     rms = truth.norm() / math.sqrt(truth.shape[0])
     scale = (truth.norm(dim=1) ** 2 + (rms / 4) ** 2).sqrt()
     diff = (value - truth).norm(dim=1)

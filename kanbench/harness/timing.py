@@ -165,7 +165,8 @@ def time_interleaved(fns: dict[Hashable, Callable[[], object]], device: str, thr
     order = list(calls)
     per_round = max(1, math.ceil(MIN_SAMPLES / rounds))
     for r in range(rounds):
-        for key in order[r % len(order):] + order[: r % len(order)] if order else []:
+        shift = r % len(order) if order else 0
+        for key in order[shift:] + order[:shift]:  # each round starts one configuration later
             if key in results:
                 continue
             while True:
