@@ -1,8 +1,16 @@
-"""``kanbench list | run``: the command line."""
+"""kanbench: benchmarks of KAN layers and sparse FFNs as drop-in transformer FFNs.
+
+  kanbench list [PATTERN]          the registered variants and every impl (why one cannot run here)
+  kanbench run [flags]             measure into a tidy CSV (kanbench run --help)
+  kanbench report RUN_DIR          plots and report.md of a run
+  kanbench compare RUN_A RUN_B     B / A latency per configuration, with intervals
+  kanbench import-benchmark JSON   a pytest-benchmark JSON as a run folder
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -19,20 +27,33 @@ def _format_default(value: object) -> str:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    """Every variant and every registered impl; impls that cannot run here are marked, their reasons listed once
+    per reason under the table (``--usable``: only the impls that run here)."""
     names = list_variants(args.pattern)
     if not names:
         console.print(f"no variant matches '{args.pattern}'; known: {', '.join(list_variants())}")
         return 1
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    table = Table(title=f"kanbench variants (usable impls on: {', '.join(devices)})")
-    for column in ("name", "paper", "forms", "impls usable here", "defaults"):
+    title = "impls usable here" if args.usable else "impls (✗: cannot run here, see below)"
+    table = Table(title=f"kanbench variants (this machine: {', '.join(devices)})")
+    for column in ("name", "paper", "forms", title, "defaults"):
         table.add_column(column, overflow="fold")
+    reasons: dict[str, list[str]] = {}
     for name in names:
         spec = get_variant(name)
-        usable = sorted({impl for device in devices for impl in spec.usable_impls(device)})
+        shown = []
+        for impl in spec.impl_names():
+            why = [spec.impl(impl).why_not(device) for device in devices]
+            if any(w is None for w in why):
+                shown.append(impl)
+            elif not args.usable:
+                shown.append(f"✗ {impl}")
+                reasons.setdefault(why[-1], []).append(f"{name}/{impl}")
         defaults = ", ".join(f"{k}={_format_default(v)}" for k, v in spec.defaults.items()) or "-"
-        table.add_row(name, spec.paper, ", ".join(spec.forms), ", ".join(usable), defaults)
+        table.add_row(name, spec.paper, ", ".join(spec.forms), ", ".join(shown), defaults)
     console.print(table)
+    for reason, impls in reasons.items():
+        console.print(f"✗ {', '.join(impls)}: {reason}", highlight=False)
     return 0
 
 
@@ -44,6 +65,11 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.csv").exists():
         raise ValueError(f"{run_dir} holds no results.csv; give the folder a `kanbench run` wrote.")
+    with (run_dir / "results.csv").open() as f:
+        lines = len(list(itertools.islice(f, 2)))  # a header and a first row, at most
+    if lines < 2:
+        raise ValueError(f"{run_dir / 'results.csv'} holds {'no header and ' if lines == 0 else ''}no rows: nothing "
+                         f"to report; run `kanbench run --out {run_dir} --resume` to measure into it.")
     console.print(f"wrote {make_report(run_dir, plots=not args.no_plots)}")
     return 0
 
@@ -100,10 +126,12 @@ def cmd_import_benchmark(args: argparse.Namespace, console: Console) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kanbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="kanbench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list the registered variants")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern over variant names (default: *)")
+    p_list.add_argument("--usable", action="store_true", help="only the impls that can run on this machine")
     p_list.set_defaults(func=cmd_list)
     p_report = sub.add_parser("report", help="plots (RUN_DIR/plots) and markdown tables (RUN_DIR/report.md) of a run")
     p_report.add_argument("run_dir", help="a folder written by `kanbench run`")

@@ -82,7 +82,10 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default=None, help=f"comma-separated subset of {','.join(DTYPES)}")
     p.add_argument("--preset", default="default", help=f"one of {', '.join(PRESETS)}")
-    p.add_argument("--tokens", default=None, help="comma-separated token counts (overrides the preset's)")
+    p.add_argument("--tokens", default=None, help="comma-separated token counts of the fwd_no_grad and fwd_bwd "
+                                                  "modes (overrides the preset's)")
+    p.add_argument("--decode-tokens", default=None, help="comma-separated batch sizes of the decode mode "
+                                                         "(overrides the preset's)")
     p.add_argument("--d-model", default=None, help="comma-separated model widths (overrides the preset's)")
     p.add_argument("--d-hidden", default=None, type=int, help="hidden width (default: the preset's, else 4·d_model)")
     p.add_argument("--out", default=None, help=f"output folder (default: {RESULTS_ROOT}/<run_id>)")
@@ -91,12 +94,27 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                    help="seeds per configuration (default: 1 for latency/flops/memory, 3 for accuracy)")
     p.add_argument("--match", default="params", help="accuracy: match hidden widths by params | flops | none")
     p.add_argument("--tasks", default=None, help="accuracy tasks, comma-separated (default: the preset's)")
-    p.add_argument("--threads", default=None, type=int, help="CPU threads for torch (default: all cores)")
+    p.add_argument("--threads", default=None, type=int, help="CPU threads for torch, >= 1 (default: all cores)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.add_argument("--no-report", action="store_true", help="skip the plots and report.md at the end")
     p.set_defaults(func=cmd_run)
+
+
+def writable_folder(path: Path, flag: str = "--out") -> Path:
+    """Create ``path`` as a folder and check a file can be written in it; a ValueError in one line otherwise."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder; give a folder for the run's results.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".kanbench-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{flag} {path}: cannot write there ({err.strerror or err}); choose a writable "
+                         "folder.") from None
+    return path
 
 
 def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
@@ -134,11 +152,22 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device)
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}; leave it out to use all {os.cpu_count()} "
+                         "cores.")
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
+    main_modes = [m for m in preset.modes if m != "decode"]
+    if args.tokens and not main_modes:
+        raise ValueError(f"preset {preset.name} measures only the decode mode: give its batch sizes with "
+                         f"--decode-tokens, not --tokens.")
+    if args.decode_tokens and "decode" not in preset.modes:
+        raise ValueError(f"preset {preset.name} has no decode mode (modes: {', '.join(preset.modes)}): "
+                         "--decode-tokens has nothing to set; use --tokens.")
     plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
                      _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds or 1, threads,
-                     args.cuda_graph, tasks, args.match, args.seeds or 3)
+                     args.cuda_graph, tasks, args.match, args.seeds or 3,
+                     _ints(args.decode_tokens, "--decode-tokens"))
     if not plan.items and not plan.accuracy_items:
         raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
     for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
@@ -148,7 +177,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     out_dir = _out_dir(args, run_id)
     if (out_dir / "results.csv").exists() and (out_dir / "results.csv").stat().st_size and not args.resume:
         raise ValueError(f"{out_dir} already holds a run; add --resume to complete it, or choose another --out.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir)
     previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
         else {}
     run_id = previous.get("run_id", run_id)  # a resumed run keeps its id

@@ -33,7 +33,7 @@ class Plan:
 def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, device: str, dtypes: list[str],
               tokens: list[int] | None, d_models: list[int] | None, d_hidden: int | None, harnesses: list[str],
               seeds: int = 1, threads: int = 1, cuda_graph: bool = False, tasks: list[str] | None = None,
-              match: str = "params", accuracy_seeds: int = 3) -> Plan:
+              match: str = "params", accuracy_seeds: int = 3, decode_tokens: list[int] | None = None) -> Plan:
     items: list[tuple[Config, tuple[str, ...]]] = []
     modes_main = tuple(m for m in preset.modes if m != "decode")
     token_sets: list[tuple[list[int], tuple[str, ...]]] = []
@@ -41,8 +41,9 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
     measuring = any(h in harnesses for h in measurement_names())
     if main_tokens and modes_main and measuring:
         token_sets.append((main_tokens, modes_main))
-    if "decode" in preset.modes and preset.decode_tokens and measuring:
-        token_sets.append((list(preset.decode_tokens), ("decode",)))
+    decode = decode_tokens if decode_tokens is not None else list(preset.decode_tokens)
+    if "decode" in preset.modes and decode and measuring:
+        token_sets.append((decode, ("decode",)))
     for variant in variants:
         spec = registry.get_variant(variant)
         if preset.form not in spec.forms:

@@ -1,0 +1,76 @@
+"""The command line as a newcomer meets it: every bad input is one line that says what to do, before any work;
+`list` shows every impl and why one cannot run here; the top-level help names every subcommand."""
+
+import pytest
+import torch
+
+from kanbench.cli import main
+
+
+def one_line(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--out", "/proc/kanbench-cannot-write-here"], "cannot write there"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--d-hidden", "0"], "d_hidden must be a positive integer"),
+    (["--preset", "decode-gemma2b", "--tokens", "8"], "measures only the decode mode: give its batch sizes with "
+                                                      "--decode-tokens"),
+    (["--preset", "kat-b", "--decode-tokens", "2"], "has no decode mode"),
+])
+def test_bad_run_input_is_one_line_before_any_work(tmp_path, capsys, args, message):
+    code = main(["run", "--no-progress", "--variants", "mlp", "--harness", "flops", *(["--out", str(tmp_path / "r")]
+                 if "--out" not in args else []), *args])
+    assert code == 2
+    out = one_line(capsys)
+    assert message in out and "Traceback" not in out
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
+def test_an_out_that_is_a_file_says_so(tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert main(["run", "--no-progress", "--out", str(a_file), "--harness", "flops"]) == 2
+    assert "is a file, not a folder" in one_line(capsys)
+
+
+def test_decode_tokens_sets_the_decode_batch_sizes(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "r"
+    assert main(["run", "--no-progress", "--no-report", "--out", str(out), "--variants", "mlp", "--harness", "flops",
+                 "--tokens", "8", "--decode-tokens", "3,5", "--d-model", "16", "--d-hidden", "32"]) == 0
+    flops = pd.read_csv(out / "results.csv").query("harness == 'flops'")
+    assert set(flops[flops["mode"] == "decode"].tokens) == {3, 5}
+    assert set(flops[flops["mode"] != "decode"].tokens) == {8}
+
+
+@pytest.mark.parametrize(("content", "message"), [("", "holds no header and no rows"),
+                                                  ("run_id,variant\n", "holds no rows")])
+def test_report_on_an_empty_results_file_is_one_line(tmp_path, capsys, content, message):
+    (tmp_path / "results.csv").write_text(content)
+    assert main(["report", str(tmp_path)]) == 2
+    assert message in one_line(capsys)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine every impl can run: nothing is marked")
+def test_list_shows_every_impl_and_why_one_cannot_run_here(capsys, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # as a user's shell has it (the tests set it)
+    assert main(["list", "grkan"]) == 0
+    out = one_line(capsys)
+    assert "reference" in out and "triton_fused" in out  # every impl is in the table (cells may fold)
+    assert "✗ grkan/triton, grkan/triton_fused: Triton kernels need a CUDA GPU" in out  # each with its reason
+    assert "✗ grkan/cuda: impl 'cuda' runs on cuda, not cpu" in out
+    assert main(["list", "--usable", "grkan"]) == 0
+    usable = one_line(capsys)
+    assert "reference" in usable and "triton" not in usable
+
+
+def test_top_level_help_names_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("kanbench list", "kanbench run", "kanbench report", "kanbench compare",
+                    "kanbench import-benchmark"):
+        assert command in out
