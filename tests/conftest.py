@@ -21,10 +21,9 @@ def _grkan_gate(impl: str, form: str, device: str):
     there, where the gradient of |b| is degenerate) so that every coefficient gradient is exercised."""
     from kanbench.harness.correctness import check_against_reference
     from kanbench.harness.results import Config
-    from kanbench.harness.workload import build
 
     config = Config("grkan", impl, form, device, "fp32", 24, 32, 64 if form != "op" else 32)
-    module = build(config)
+    module = config.build()
     for m in module.modules():
         if hasattr(m, "denominator"):
             with torch.no_grad():

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from kanbench import registry
 from kanbench.harness import correctness
 from kanbench.harness.results import Config
-from kanbench.harness.workload import build
 from kanbench.variants.mlp import MLPBlock
 
 D_MODEL, D_HIDDEN = 128, 512
@@ -75,7 +74,7 @@ def planted():
 
 def gate(impl, dtype, tokens, variant="mlp", d_model=D_MODEL, d_hidden=D_HIDDEN, form="block"):
     config = Config(variant, impl, form, "cpu", dtype, tokens, d_model, d_hidden)
-    return correctness.gate(config, build(config))
+    return correctness.gate(config, config.build())
 
 
 @pytest.mark.parametrize(("dtype", "tokens"), SHAPES)

@@ -8,7 +8,6 @@ import torch
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
-from kanbench.harness.workload import build
 from kanbench.kernels.spark_sparse_cpu import SparseCPUSparkFFN
 from kanbench.kernels.spark_topk_triton import statistical_topk_triton
 from kanbench.registry import create_block, create_op
@@ -189,7 +188,7 @@ def test_spark_impls_pass_the_harness_gate(impl):
         pytest.skip("Triton needs a GPU or TRITON_INTERPRET=1")
     device = "cuda" if impl == "triton" and CUDA and not INTERPRETED else "cpu"
     config = Config("spark_ffn", impl, "block", device, "fp32", 16, 64, 512)
-    result = check_against_reference(config, build(config))
+    result = check_against_reference(config, config.build())
     assert result.ok, result.message
 
 
@@ -198,7 +197,7 @@ def test_spark_op_form_is_the_fused_statistical_topk_and_passes_the_gate(device)
     module = create_op("spark_ffn", 1000, impl="triton")
     assert type(module).__name__ == "TritonStatisticalTopK" and module.k == 80
     config = Config("spark_ffn", "triton", "op", device, "fp32", 12, 1000, 1000)
-    result = check_against_reference(config, build(config))
+    result = check_against_reference(config, config.build())
     assert result.ok, result.message
 
 

@@ -144,11 +144,11 @@ def test_a_configuration_that_raises_leaves_the_rounds_and_the_others_finish():
 # -- memory and floors -----------------------------------------------------------------------------------------
 def test_sparse_impls_report_their_weight_copy_and_a_floor_on_what_they_must_read():
     config = Config("spark_ffn", "sparse_cpu", "block", "cpu", "fp32", 1, 64, 512)
-    module = workload.build(config)
+    module = config.build()
     work = workload.workload(config, "decode", module)
     d_ff, r = 512, module.r
     assert memory.impl_buffer_bytes(module) >= 4 * d_ff * ((64 - r) + 64)  # K2ᵀ and Vᵀ copies, fp32
-    assert memory.impl_buffer_bytes(workload.build(config)) == 0  # before any call: nothing cached yet
+    assert memory.impl_buffer_bytes(config.build()) == 0  # before any call: nothing cached yet
     params = sum(p.numel() for p in module.parameters())
     rows = {m: v for m, v, _, _ in floor_rows(config, "decode", params, {"copy_bandwidth_Bps": 1e9}, module,
                                                 work.x, 1.0)}
@@ -178,7 +178,7 @@ def test_the_peak_baseline_holds_no_gradients_left_by_an_earlier_call(monkeypatc
                                                           "test above checks the same rule with a fake allocator")
 def test_peak_is_at_least_the_activations_saved_for_backward_on_a_gpu():
     config = Config("mlp", "reference", "block", "cuda", "fp32", 4096, 256, 1024)
-    module = workload.build(config)
+    module = config.build()
     work = workload.workload(config, "fwd_bwd", module)
     work.fn()  # leaves gradients behind, as the latency harness does
     saved = memory.saved_for_backward_bytes(module, work.x)

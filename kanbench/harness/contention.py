@@ -63,9 +63,6 @@ class Contention:
                           mix(self.steal_share, other.steal_share))
 
 
-NONE = Contention(0.0, 0.0, 0.0, 0.0)
-
-
 def snapshot() -> Snapshot | None:
     """The counters now, or None where /proc does not have them."""
     try:

@@ -33,7 +33,7 @@ import torch
 
 from kanbench import registry
 from kanbench.harness.results import Config
-from kanbench.harness.workload import build, output_width, sample_input
+from kanbench.harness.workload import output_width, sample_input
 
 # Added to twice the reference's own error, per dtype, for (per-token quantities: outputs and the input gradient;
 # parameter gradients: sums over every token, whose rounding depends on the order a kernel sums in). Set from the
@@ -152,9 +152,9 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
     """Compare ``module`` (the impl) with the reference loaded with the same weights on every draw (see the module
     docstring). The first failing quantity decides; otherwise the worst ratio of error to allowance is reported."""
     dtype = config.torch_dtype
-    truth_module = build(config, impl=registry.REFERENCE).double()
+    truth_module = config.build(registry.REFERENCE).double()
     truth_module.load_state_dict(module.state_dict())
-    same_dtype = build(config, impl=registry.REFERENCE)
+    same_dtype = config.build(registry.REFERENCE)
     same_dtype.load_state_dict(module.state_dict())
     worst: tuple[float, float, str] = (-1.0, 0.0, "")  # (error / allowed, error, what)
     notes = []

@@ -23,7 +23,7 @@ from kanbench.harness.base import PerConfiguration, Rows, register_harness
 from kanbench.harness.context import RunContext
 from kanbench.harness.flop_counter import CountedFlops, count_flops
 from kanbench.harness.results import Config
-from kanbench.harness.workload import build, sample_input
+from kanbench.harness.workload import sample_input
 
 
 def counted(config: Config, module: torch.nn.Module, backward: bool) -> CountedFlops:
@@ -42,7 +42,7 @@ def counting_module(config: Config, module: torch.nn.Module) -> tuple[torch.nn.M
     is counted through its reference, which computes the same math (the correctness gate checks that)."""
     if config.impl == registry.REFERENCE:
         return module, ""
-    reference = build(config, impl=registry.REFERENCE)
+    reference = config.build(registry.REFERENCE)
     reference.load_state_dict(module.state_dict())
     return reference, "; counted on the reference (same math as the kernel)"
 

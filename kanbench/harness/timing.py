@@ -139,13 +139,6 @@ def time_cuda_graph_training(module: torch.nn.Module, x: torch.Tensor, upstream:
     return Timing(timing.samples_ms, timing.method + ", forward and backward CUDA graphs")
 
 
-def time_call(fn: Callable[[], object], device: str, threads: int, min_run_time: float, samples: int) -> Timing:
-    """One configuration alone (no interleaving, no contention check)."""
-    if torch.device(device).type == "cuda":
-        return time_cuda(fn, samples)
-    return time_cpu(fn, threads, min_run_time)
-
-
 def time_interleaved(fns: dict[Hashable, Callable[[], object]], device: str, threads: int, min_run_time: float,
                      samples: int, rounds: int = ROUNDS) -> dict[Hashable, Timing | BaseException]:
     """Time several configurations in ``rounds`` round-robin rounds (the order rotated each round), reading the

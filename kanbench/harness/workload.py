@@ -15,11 +15,6 @@ from kanbench import registry
 from kanbench.harness.results import Config
 
 
-def build(config: Config, impl: str | None = None) -> nn.Module:
-    """The configuration's module (see :meth:`Config.build`)."""
-    return config.build(impl)
-
-
 def sample_input(config: Config, seed_offset: int = 0, dtype: torch.dtype | None = None) -> torch.Tensor:
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + seed_offset + 1)
     return registry.make_input(config.variant, config.tokens, config.d_model,
