@@ -2,7 +2,7 @@
 
   kanbench list [PATTERN]          the registered variants and every impl (why one cannot run here)
   kanbench run [flags]             measure into a tidy CSV (kanbench run --help)
-  kanbench report RUN_DIR          plots and report.md of a run
+  kanbench report RUN_DIR          plots, report.md and report.html of a run
   kanbench compare RUN_A RUN_B     B / A latency per configuration, with intervals
   kanbench import-benchmark JSON   a pytest-benchmark JSON as a run folder
 """
@@ -70,7 +70,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if lines < 2:
         raise ValueError(f"{run_dir / 'results.csv'} holds {'no header and ' if lines == 0 else ''}no rows: nothing "
                          f"to report; run `kanbench run --out {run_dir} --resume` to measure into it.")
-    console.print(f"wrote {make_report(run_dir, plots=not args.no_plots)}")
+    report = make_report(run_dir, plots=not args.no_plots)
+    console.print(f"wrote {report} and {report.with_suffix('.html')}")
     return 0
 
 
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern over variant names (default: *)")
     p_list.add_argument("--usable", action="store_true", help="only the impls that can run on this machine")
     p_list.set_defaults(func=cmd_list)
-    p_report = sub.add_parser("report", help="plots (RUN_DIR/plots) and markdown tables (RUN_DIR/report.md) of a run")
+    p_report = sub.add_parser("report", help="plots (RUN_DIR/plots), report.md and a self-contained report.html")
     p_report.add_argument("run_dir", help="a folder written by `kanbench run`")
     p_report.add_argument("--no-plots", action="store_true", help="tables only")
     p_report.set_defaults(func=cmd_report)

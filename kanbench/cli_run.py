@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from kanbench import registry
 from kanbench.harness import accuracy, contention
@@ -220,57 +219,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if not args.no_report:
         from kanbench.report import make_report
 
-        console.print(f"report: {make_report(out_dir)} and {out_dir / 'plots'}/")
+        report = make_report(out_dir)
+        console.print(f"report: {report}, {report.with_suffix('.html')} and {out_dir / 'plots'}/")
     return 0
 
 
-def print_accuracy(df: pd.DataFrame, console: Console) -> None:
-    acc = df[(df.harness == "accuracy") & df.metric.str.startswith("test_")]
-    if acc.empty:
-        return
-    table = Table(title="accuracy: test metric, mean ± std over seeds (model chosen on validation)")
-    for col in ("task", "variant", "metric", "mean ± std", "seeds", "hidden", "params", "status"):
-        table.add_column(col)
-    for (task, variant), group in acc.groupby(["mode", "variant"], sort=True):
-        per_seed = group[group.stat == "value"]
-        mean = group[group.stat == "mean"]
-        std = group[group.stat == "std"]
-        text = f"{float(mean.value.iloc[0]):.4f} ± {float(std.value.iloc[0]):.4f}" if len(mean) else "-"
-        status = ",".join(sorted(set(per_seed.status))) if len(per_seed) else ",".join(sorted(set(group.status)))
-        table.add_row(task, variant, group.metric.iloc[0], text, str(len(per_seed)), str(group.d_hidden.iloc[0]),
-                      str(group.params.iloc[0]), status)
-    console.print(table)
-
-
 def print_summary(csv_path: Path, console: Console) -> None:
+    """The run at a glance (kanbench.report.summary): tables that fit the console, skips grouped by reason."""
+    from kanbench.report import summary
+
     df = pd.read_csv(csv_path, keep_default_na=False)
-    print_accuracy(df, console)
-    print_latency(df, console)
-    failed = df[(df.status != "ok") & (df.harness != "latency") & (df.status != "skipped")]
-    if len(failed):
-        console.print(f"[yellow]{len(failed)} non-latency rows with status != ok:[/]")
-        for r in failed.head(10).itertuples():
-            console.print(f"  {r.harness} {r.variant}/{r.impl} {r.mode} {r.metric}: {r.status} {r.message[:100]}")
-
-
-def print_latency(df: pd.DataFrame, console: Console) -> None:
-    lat = df[(df.harness == "latency") & (df.metric == "latency")]
-    if lat.empty:
-        return
-    table = Table(title="latency (ms): median, p20–p80 spread; failures show their status")
-    for col in ("variant", "impl", "dtype", "tokens", "d_model", "mode", "median", "p20–p80", "over floor",
-                "status"):
-        table.add_column(col)
-    keys = ["variant", "impl", "dtype", "tokens", "d_model", "mode"]
-    for key, group in lat.groupby(keys, sort=True):
-        stats = {r.stat: r.value for r in group.itertuples()}
-        status = ",".join(sorted(set(group.status)))
-        over = df[(df.metric == "over_floor") & (df[keys] == pd.Series(dict(zip(keys, key, strict=True)))).all(axis=1)]
-        if status in ("ok", "noisy"):  # noisy: measured while the machine was busy; the number stays, marked
-            median = f"{float(stats['median']):.4g}"
-            spread = f"{float(stats['p20']):.4g}–{float(stats['p80']):.4g}"
-        else:
-            median, spread = "-", group.message.iloc[0][:60]
-        over_txt = f"{float(over.value.iloc[0]):.1f}×" if len(over) and over.value.iloc[0] != "" else "-"
-        table.add_row(*[str(k) for k in key], median, spread, over_txt, status)
-    console.print(table)
+    summary.render(summary.accuracy_sections(df) + summary.latency_sections(df), console,
+                   summary.not_run_lines(df))

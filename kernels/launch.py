@@ -49,7 +49,8 @@ def triton_unavailable(device: str) -> str | None:
     try:
         import triton  # noqa: F401
     except ImportError:
-        return "triton is not installed (pip install triton; Linux only)"
+        return ("triton is not installed: pip install 'kanbench[triton]' (a CUDA build of torch brings it; "
+                "Linux only)")
     if device == "cpu" and not interpreted():
         return ("Triton kernels need a CUDA GPU; on a CPU they run only under TRITON_INTERPRET=1 (slow, for "
                 "correctness, not timing)")

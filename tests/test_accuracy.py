@@ -16,7 +16,7 @@ from kanbench.data.mnist1d import mnist1d
 from kanbench.data.splits import three_way
 from kanbench.data.text import char_corpus
 from kanbench.harness import accuracy, training
-from kanbench.harness.accuracy import TASKS, match_hidden, supports, task_cost
+from kanbench.harness.accuracy import TASKS, get_task, match_hidden, supports, task_cost
 
 
 @pytest.fixture
@@ -143,8 +143,12 @@ def test_accuracy_rows_per_seed_and_aggregates(tmp_path):
     mlp = df[(df.variant == "mlp") & (df.metric == "test_accuracy")]
     assert sorted(mlp[mlp.stat == "value"].seed.tolist()) == [0, 1]
     assert set(mlp[mlp.stat != "value"].stat) == {"mean", "std"}
-    for metric in ("best_val_step", "train_time", "flops_per_example", "best_val_accuracy"):
+    for metric in ("best_val_step", "train_time", "train_step_time", "flops_per_example", "best_val_accuracy"):
         assert metric in set(df[df.variant == "mlp"].metric)
+    per_step = df[(df.variant == "mlp") & (df.metric == "train_step_time")].value.astype(float)
+    total = df[(df.variant == "mlp") & (df.metric == "train_time")].value.astype(float)
+    steps = get_task("digits").steps_quick  # a step's median time is positive and within the whole loop's mean
+    assert (per_step > 0).all() and (per_step.to_numpy() <= total.to_numpy() * 1e3 / steps * 1.5).all()
     spark = df[df.variant == "spark_ffn"]
     assert set(spark.status) == {"skipped"} and "block form" in spark.message.iloc[0]
 

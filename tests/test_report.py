@@ -12,8 +12,8 @@ from kanbench.harness.results import COLUMNS
 from kanbench.registry import list_variants
 from kanbench.report import make_report
 
-EXPECTED_PLOTS = ["latency_by_variant", "latency_vs_tokens", "memory", "flops_vs_latency", "accuracy_vs_params",
-                  "accuracy_vs_latency", "spark_speedup_vs_batch"]
+EXPECTED_PLOTS = ["latency_by_variant", "speedup_vs_baseline", "latency_vs_tokens", "memory", "flops_vs_latency",
+                  "accuracy_vs_params", "accuracy_vs_step_time", "accuracy_vs_flops", "spark_speedup_vs_batch"]
 
 
 def synthetic_run(folder: Path, slow: dict[str, float] | None = None, noise: float = 0.0) -> Path:
@@ -59,6 +59,9 @@ def synthetic_run(folder: Path, slow: dict[str, float] | None = None, noise: flo
         for seed in range(3):
             add(variant, "accuracy", "digits", "test_accuracy", 0.9 + 0.01 * i + 0.001 * seed, "fraction",
                 params=1000 * (1 + i), seed=seed)
+            add(variant, "accuracy", "digits", "train_step_time", 2.0 + i, "ms", params=1000 * (1 + i), seed=seed)
+            add(variant, "accuracy", "digits", "flops_per_example", 2e4 * (1 + i), "FLOP", params=1000 * (1 + i),
+                seed=seed)
         add(variant, "accuracy", "digits", "test_accuracy", 0.9 + 0.01 * i + 0.001, "fraction", "mean", seed=-1)
         add(variant, "accuracy", "digits", "test_accuracy", 0.001, "fraction", "std", seed=-1)
     pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)

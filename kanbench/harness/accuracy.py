@@ -181,6 +181,7 @@ class Accuracy(Harness):
                   (f"best_{name.replace('test_', 'val_')}", result.best_val, unit, "model selection on validation"),
                   ("best_val_step", result.best_step, "step", ""), ("train_loss_first", result.first_loss, "loss", ""),
                   ("train_loss_last", result.last_loss, "loss", ""), ("train_time", result.seconds, "s", ""),
+                  ("train_step_time", result.step_seconds * 1e3, "ms", "median over steps, evaluation excluded"),
                   ("flops_per_example" if task.form == "network" else "ffn_flops_per_token", cost.fwd_flops, "FLOP",
                    "analytic forward")]
         if result.active_fraction is not None:

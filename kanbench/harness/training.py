@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class TrainResult:
     first_loss: float
     last_loss: float
     seconds: float
+    step_seconds: float  # median wall time of one training step (forward, backward, update), evaluation excluded
     active_fraction: float | None = None
 
 
@@ -123,8 +125,10 @@ def train(task: Task, model: nn.Module, data: Data, steps: int, seed: int, devic
     model.to(device)
     best_val, best_step, best_state = None, 0, copy.deepcopy(model.state_dict())
     losses: list[float] = []
+    step_times: list[float] = []
     started = time.perf_counter()
     for step in range(1, steps + 1):
+        step_started = time.perf_counter()
         x, y = (t.to(device) for t in data.batch(task, generator))
         loss = criterion(model(x), y)
         if not torch.isfinite(loss):
@@ -133,7 +137,8 @@ def train(task: Task, model: nn.Module, data: Data, steps: int, seed: int, devic
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
+        losses.append(loss.item())  # .item() waits for the step, so its time ends here
+        step_times.append(time.perf_counter() - step_started)
         if step % task.eval_every == 0 or step == steps:
             val = score(task, model, val_x, val_y)
             if select_better(task, val, best_val):
@@ -144,7 +149,7 @@ def train(task: Task, model: nn.Module, data: Data, steps: int, seed: int, devic
     window = max(1, min(task.eval_every, len(losses) // 4))
     return TrainResult(score(task, model, test_x, test_y), float(best_val), best_step,
                        sum(losses[:window]) / window, sum(losses[-window:]) / window, seconds,
-                       spark_active_fraction(model, val_x))
+                       statistics.median(step_times), spark_active_fraction(model, val_x))
 
 
 @torch.no_grad()

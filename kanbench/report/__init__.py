@@ -1,4 +1,5 @@
-"""Reports from a run folder: seaborn plots (``plots/``), markdown tables (``report.md``) and run comparison."""
+"""Reports from a run folder: seaborn plots (``plots/``), ``report.md`` and a self-contained ``report.html``, and run
+comparison."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from pathlib import Path
 
 
 def make_report(run_dir: Path, plots: bool = True) -> Path:
-    """Plots then report.md (which embeds them); returns the report's path."""
-    from kanbench.report.tables import write_report
+    """Plots, then report.md and report.html (which embed them); returns the report's path."""
+    from kanbench.report.build import write_report
 
     files = []
     if plots:

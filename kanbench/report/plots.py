@@ -1,5 +1,6 @@
 """Seaborn plots of a run folder, PNG and SVG under ``RUN_DIR/plots/``: units on every axis, one colour per variant
-across every plot, and only the plots the run has data for."""
+across every plot, facets that wrap at four a row, every figure titled with its device, dtype and shape, and only
+the plots the run has data for."""
 
 from __future__ import annotations
 
@@ -9,12 +10,38 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
 
+import json  # noqa: E402
+import math  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from kanbench import registry  # noqa: E402
+from kanbench.report.intervals import SAMPLE_KEYS, ratio_interval  # noqa: E402
+
+WRAP = 4  # facets a row
+
+
+@dataclass
+class Figures:
+    """Where and how every plot of a run is drawn: its folder, one colour per variant, the device's name."""
+
+    out: Path
+    colours: dict[str, tuple]
+    device: str
+
+    def title(self, what: str, df: pd.DataFrame, shape: str | None = None) -> str:
+        """``what`` over ``device, dtypes, shape``: every figure names the machine, precision and size it shows."""
+        dtypes = ", ".join(sorted(set(df.dtype))) if "dtype" in df else ""
+        if shape is None and {"tokens", "d_model"} <= set(df.columns):
+            tokens = "/".join(map(str, sorted(set(df.tokens.astype(int)))))
+            widths = "/".join(map(str, sorted(set(df.d_model.astype(int)))))
+            shape = f"{tokens} tokens × d_model {widths}"
+        return f"{what}\n{self.device}, {dtypes}" + (f", {shape}" if shape else "")
 
 
 def palette(variants: list[str]) -> dict[str, tuple]:
@@ -23,6 +50,17 @@ def palette(variants: list[str]) -> dict[str, tuple]:
     names += sorted(set(variants) - set(names))
     colours = sns.color_palette("tab10", n_colors=max(10, len(names)))
     return {name: colours[i % len(colours)] for i, name in enumerate(names)}
+
+
+def _grid(panels: int, width: float, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``panels`` axes wrapped at WRAP a row; the unused cells of the last row are removed."""
+    cols = min(WRAP, panels)
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[panels:]:
+        ax.remove()
+    return fig, flat[:panels]
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
@@ -44,61 +82,114 @@ def _save(fig: plt.Figure, out: Path, name: str, tight: bool = True) -> list[Pat
     return paths
 
 
-def latency_bars(samples: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
-    """Median latency per variant × impl, one panel per mode × dtype × shape, bars from every sample with the
-    20th–80th percentile interval."""
-    if samples.empty:
-        return []
-    shapes = samples.groupby(["tokens", "d_model"]).size().index
-    tokens, d_model = max(shapes, key=lambda s: s[0] * s[1])  # the largest shape keeps the panels readable
-    data = samples[(samples.tokens == tokens) & (samples.d_model == d_model)].copy()
-    data["config"] = _label(data)
-    panels = data.groupby(["mode", "dtype"]).size().index.tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.35 * data.config.nunique() + 1.8),
-                             squeeze=False)
-    for ax, (mode, dtype) in zip(axes[0], panels, strict=True):
-        part = data[(data["mode"] == mode) & (data.dtype == dtype)]
+def _largest_shape_panels(samples: pd.DataFrame) -> list[tuple[str, str, int, int]]:
+    """(mode, dtype, tokens, d_model) per mode and dtype at its largest shape: bars stay readable, decode kept."""
+    panels = []
+    for (mode, dtype), part in samples.groupby(["mode", "dtype"], sort=True):
+        tokens, d_model = max(part.groupby(["tokens", "d_model"]).size().index, key=lambda s: s[0] * s[1])
+        panels.append((mode, dtype, int(tokens), int(d_model)))
+    return panels
+
+
+def _panel(samples: pd.DataFrame, panel: tuple[str, str, int, int]) -> pd.DataFrame:
+    mode, dtype, tokens, d_model = panel
+    return samples[(samples["mode"] == mode) & (samples.dtype == dtype) & (samples.tokens == tokens) &
+                   (samples.d_model == d_model)]
+
+
+def latency_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
+    """Median latency per variant × impl, one panel per mode × dtype at its largest shape, bars from every sample
+    with the 20th–80th percentile interval."""
+    panels = _largest_shape_panels(samples)
+    configs = _label(samples).nunique()
+    fig, axes = _grid(len(panels), 4.4, 0.32 * configs + 1.6)
+    for ax, panel in zip(axes, panels, strict=True):
+        part = _panel(samples, panel).assign(config=lambda d: _label(d))
         order = part.groupby("config").ms.median().sort_values().index
         sns.barplot(part, y="config", x="ms", hue="variant", order=order, estimator="median", errorbar=("pi", 60),
-                    palette=colours, dodge=False, legend=False, ax=ax)
+                    palette=figs.colours, dodge=False, legend=False, ax=ax)
         ax.set_xscale("log")
-        ax.set(title=f"{mode}, {dtype}", xlabel="latency (ms, log; median, p20–p80)", ylabel="")
-    fig.suptitle(f"latency at {tokens} tokens × {d_model}", y=1.02)
-    return _save(fig, out, "latency_by_variant")
+        ax.set(title=f"{panel[0]}, {panel[1]}, {panel[2]} tok × {panel[3]}", ylabel="",
+               xlabel="latency (ms, log; median, p20–p80)")
+    fig.suptitle(figs.title("latency per variant and impl", samples, "largest shape per mode"), y=1.0)
+    return _save(fig, figs.out, "latency_by_variant")
 
 
-def latency_vs_tokens(samples: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
+def _speedups(part: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Speed-up (baseline median / median, > 1 = faster) with its 95 % bootstrap interval, per configuration."""
+    keys = [k for k in SAMPLE_KEYS if k in part.columns]
+    groups = {tuple(k): g.ms.to_numpy() for k, g in part.groupby(keys, sort=False)}
+    base = [ms for k, ms in groups.items() if k[0] == baseline and k[1] == registry.REFERENCE]
+    if not base:
+        return pd.DataFrame()
+    rows = []
+    for key, ms in groups.items():
+        ratio, low, high = ratio_interval(ms, base[0])  # median(base) / median(ms)
+        rows.append({"variant": key[0], "impl": key[1], "speedup": ratio, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def speedup_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
+    """Speed-up of every variant × impl over the baseline's reference, error bars the 95 % bootstrap interval of
+    the ratio of medians from the samples."""
+    baseline = registry.baseline_variant()
+    panels = [(p, _speedups(_panel(samples, p), baseline)) for p in _largest_shape_panels(samples)]
+    panels = [(p, s) for p, s in panels if not s.empty]
+    if not panels:
+        return []
+    fig, axes = _grid(len(panels), 4.4, 0.32 * _label(samples).nunique() + 1.6)
+    for ax, (panel, data) in zip(axes, panels, strict=True):
+        data = data.assign(config=_label(data)).sort_values("speedup", ascending=False).reset_index(drop=True)
+        y = np.arange(len(data))
+        ax.barh(y, data.speedup, color=[figs.colours[v] for v in data.variant])
+        ax.errorbar(data.speedup, y, xerr=[data.speedup - data.low, data.high - data.speedup], fmt="none",
+                    ecolor="black", capsize=3, lw=1)
+        ax.axvline(1.0, color="grey", lw=1, ls="--")
+        ax.set_yticks(y, data.config)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set(title=f"{panel[0]}, {panel[1]}, {panel[2]} tok × {panel[3]}",
+               xlabel=f"speed-up over {baseline} (log; > 1 = faster; 95 % CI)")
+    fig.suptitle(figs.title(f"speed-up over {baseline}/{registry.REFERENCE}", samples, "largest shape per mode"),
+                 y=1.0)
+    return _save(fig, figs.out, "speedup_vs_baseline")
+
+
+def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     data = samples.groupby(["variant", "impl", "mode", "dtype", "d_model", "tokens"]).ms.median().reset_index()
     data = data[data.groupby(["variant", "impl", "mode", "dtype", "d_model"]).tokens.transform("nunique") > 1]
     if data.empty:
         return []
-    data["throughput"] = data.tokens / (data.ms / 1e3)
-    grid = sns.relplot(data, x="tokens", y="ms", hue="variant", style="impl", col="mode", row="dtype", kind="line",
-                       marker="o", palette=colours, height=3.2, aspect=1.2, facet_kws={"sharey": False})
+    data["panel"] = data["mode"] + ", " + data.dtype + ", d_model " + data.d_model.astype(str)
+    grid = sns.relplot(data, x="tokens", y="ms", hue="variant", style="impl", col="panel", col_wrap=WRAP,
+                       kind="line", marker="o", palette=figs.colours, height=3.2, aspect=1.2,
+                       facet_kws={"sharey": False})
     grid.set(xscale="log", yscale="log")
+    grid.set_titles("{col_name}")
     grid.set_axis_labels("tokens (log)", "median latency (ms, log)")
-    grid.figure.suptitle("latency against batch size", y=1.02)
-    return _save(grid.figure, out, "latency_vs_tokens", tight=False)
+    grid.figure.suptitle(figs.title("latency against batch size", data), y=1.0, va="bottom")
+    return _save(grid.figure, figs.out, "latency_vs_tokens", tight=False)
 
 
-def memory_bars(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
+def memory_bars(results: pd.DataFrame, figs: Figures) -> list[Path]:
     mem = results[(results.harness == "memory") & (results.status == "ok") &
                   results.metric.isin(["peak_over_baseline", "saved_for_backward"]) & (results["mode"] == "fwd_bwd")]
     if mem.empty:
         return []
     mem = mem.assign(MiB=mem.value.astype(float) / 2**20, config=_label(mem))
-    top = mem.tokens.max()
-    mem = mem[mem.tokens == top]
-    grid = sns.catplot(mem, y="config", x="MiB", hue="variant", col="metric", row="dtype", kind="bar",
-                       palette=colours, dodge=False, legend=False, height=0.3 * mem.config.nunique() + 1.8, aspect=1.4,
-                       sharex=False)
+    mem = mem[mem.tokens == mem.tokens.max()]
+    mem = mem.assign(panel=mem.metric + ", " + mem.dtype)
+    grid = sns.catplot(mem, y="config", x="MiB", hue="variant", col="panel", col_wrap=WRAP, kind="bar",
+                       palette=figs.colours, dodge=False, legend=False, height=0.3 * mem.config.nunique() + 1.8,
+                       aspect=1.4, sharex=False)
     grid.set(xscale="log")
+    grid.set_titles("{col_name}")
     grid.set_axis_labels("MiB (log)", "")
-    grid.figure.suptitle(f"memory of one forward+backward at {top} tokens", y=1.02)
-    return _save(grid.figure, out, "memory", tight=False)
+    grid.figure.suptitle(figs.title("memory of one forward+backward", mem), y=1.0, va="bottom")
+    return _save(grid.figure, figs.out, "memory", tight=False)
 
 
-def flops_vs_latency(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
+def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
     """Counted FLOPs (matmul + elementwise) against measured median latency: where FLOPs mislead."""
     flops = results[(results.metric == "flops_matmul_elementwise") & (results.status == "ok")]
     lat = results[(results.metric == "latency") & (results.stat == "median") & (results.status == "ok")]
@@ -106,13 +197,16 @@ def flops_vs_latency(results: pd.DataFrame, out: Path, colours: dict) -> list[Pa
     data = lat[keys + ["value"]].merge(flops[keys + ["value"]], on=keys, suffixes=("_ms", "_flop"))
     if data.empty:
         return []
-    data = data.assign(ms=data.value_ms.astype(float), gflop=data.value_flop.astype(float) / 1e9)
-    grid = sns.relplot(data, x="gflop", y="ms", hue="variant", style="impl", col="mode", row="dtype",
-                       palette=colours, s=70, height=3.2, aspect=1.2, facet_kws={"sharey": False, "sharex": False})
+    data = data.assign(ms=data.value_ms.astype(float), gflop=data.value_flop.astype(float) / 1e9,
+                       panel=data["mode"] + ", " + data.dtype)
+    grid = sns.relplot(data, x="gflop", y="ms", hue="variant", style="impl", col="panel", col_wrap=WRAP,
+                       palette=figs.colours, s=70, height=3.2, aspect=1.2,
+                       facet_kws={"sharey": False, "sharex": False})
     grid.set(xscale="log", yscale="log")
+    grid.set_titles("{col_name}")
     grid.set_axis_labels("GFLOP per call (matmul + elementwise, log)", "median latency (ms, log)")
-    grid.figure.suptitle("FLOPs against measured latency", y=1.02)
-    return _save(grid.figure, out, "flops_vs_latency", tight=False)
+    grid.figure.suptitle(figs.title("FLOPs against measured latency", data), y=1.0, va="bottom")
+    return _save(grid.figure, figs.out, "flops_vs_latency", tight=False)
 
 
 def pareto_front(points: pd.DataFrame, x: str, y: str, higher_is_better: bool) -> pd.DataFrame:
@@ -126,48 +220,70 @@ def pareto_front(points: pd.DataFrame, x: str, y: str, higher_is_better: bool) -
     return pd.DataFrame(front)
 
 
-def accuracy_plots(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
-    acc = results[(results.harness == "accuracy") & results.metric.str.startswith("test_") &
-                  (results.stat == "value") & (results.status == "ok")]
-    if acc.empty:
+def accuracy_costs(results: pd.DataFrame) -> pd.DataFrame:
+    """Per task and variant: test score mean and std over seeds, parameters, training time per step (median over
+    steps, evaluation excluded; older runs: total training time / steps) and forward FLOPs."""
+    acc = results[results.harness == "accuracy"]
+    seeds = acc[acc.metric.str.startswith("test_") & (acc.stat == "value") & (acc.status == "ok")]
+    if seeds.empty:
+        return pd.DataFrame()
+    seeds = seeds.assign(score=seeds.value.astype(float), params=seeds.params.astype(float))
+    out = seeds.groupby(["mode", "variant", "metric"]).agg(score=("score", "mean"), sd=("score", "std"),
+                                                           params=("params", "first")).reset_index()
+
+    def per_variant(metric: str, scale: float = 1.0) -> pd.Series:
+        rows = acc[(acc.metric == metric) & (acc.status == "ok") & (acc.value != "")]
+        return rows.assign(v=rows.value.astype(float) * scale).groupby(["mode", "variant"]).v.median()
+
+    step_ms = per_variant("train_step_time")
+    if step_ms.empty:  # runs before train_step_time: the whole loop (evaluation included) over its steps
+        steps = seeds.message.str.extract(r"(\d+) steps", expand=False).astype(float)
+        steps = seeds.assign(steps=steps).groupby(["mode", "variant"]).steps.first()
+        step_ms = per_variant("train_time", 1e3) / steps
+        out.attrs["step_ms_label"] = "training time per step (ms; whole loop / steps, evaluation included)"
+    flops = pd.concat([per_variant("flops_per_example"), per_variant("ffn_flops_per_token")])
+    index = pd.MultiIndex.from_frame(out[["mode", "variant"]])
+    return out.assign(step_ms=step_ms.reindex(index).to_numpy(), flops=flops.reindex(index).to_numpy())
+
+
+def accuracy_plots(results: pd.DataFrame, figs: Figures) -> list[Path]:
+    """Test score (mean ± std over seeds) against each cost axis, one panel per task, the Pareto front dashed."""
+    data = accuracy_costs(results)
+    if data.empty:
         return []
-    acc = acc.assign(score=acc.value.astype(float), params=acc.params.astype(float))
-    summary = acc.groupby(["mode", "variant", "metric"]).agg(score=("score", "mean"), sd=("score", "std"),
-                                                             params=("params", "first")).reset_index()
-    lat = results[(results.metric == "latency") & (results.stat == "median") & (results.status == "ok") &
-                  (results.impl == registry.REFERENCE) & (results["mode"] == "fwd_bwd")]
-    latency = lat.groupby("variant").value.apply(lambda v: float(v.astype(float).median()))
     paths = []
-    for xcol, name, label in (("params", "accuracy_vs_params", "parameters (log)"),
-                              ("latency_ms", "accuracy_vs_latency", "block fwd+bwd latency in this run (ms, log)")):
-        data = summary.assign(latency_ms=summary.variant.map(latency)).dropna(subset=[xcol])
-        if data.empty:
+    step_label = data.attrs.get("step_ms_label", "training time per step (ms, median over steps)")
+    for xcol, name, label, what in (
+            ("params", "accuracy_vs_params", "parameters", "parameters"),
+            ("step_ms", "accuracy_vs_step_time", "ms per training step", step_label),
+            ("flops", "accuracy_vs_flops", "forward FLOPs", "forward FLOPs per example (per token in blocks)")):
+        part_all = data.dropna(subset=[xcol])
+        if part_all.empty:
             continue
-        tasks = sorted(data["mode"].unique())
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-        for ax, task in zip(axes[0], tasks, strict=True):
-            part = data[data["mode"] == task]
+        tasks = sorted(part_all["mode"].unique())
+        fig, axes = _grid(len(tasks), 4.2, 3.6)
+        for ax, task in zip(axes, tasks, strict=True):
+            part = part_all[part_all["mode"] == task]
             higher = part.metric.iloc[0] == "test_accuracy"
             for r in part.itertuples():
                 ax.errorbar(getattr(r, xcol), r.score, yerr=0 if pd.isna(r.sd) else r.sd, fmt="o",
-                            color=colours[r.variant], label=r.variant, capsize=3)
+                            color=figs.colours[r.variant], label=r.variant, capsize=3)
             front = pareto_front(part, xcol, "score", higher)
             ax.plot(front[xcol], front.score, "--", color="grey", lw=1, label="Pareto front")
-            spread = part[xcol].max() / part[xcol].min()
-            if spread > 10:  # matched widths put parameters within a few percent: log only where it helps
-                ax.set_xscale("log")
-            else:
-                label = label.replace(" (log)", "").replace(", log)", ")")
-            ax.set(title=task, xlabel=label, ylabel=part.metric.iloc[0].replace("_", " ") + " (mean ± std)")
-        handles, labels = axes[0][0].get_legend_handles_labels()
+            log = part[xcol].max() / part[xcol].min() > 10  # matched widths put parameters within a few percent
+            ax.set_xscale("log" if log else "linear")
+            ax.set(title=task, xlabel=label + (" (log)" if log else ""),
+                   ylabel=part.metric.iloc[0].replace("_", " ") + (" ↑" if higher else " ↓") + " (mean ± std)")
+        handles, labels = axes[0].get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
-        fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=min(8, len(unique)),
-                   bbox_to_anchor=(0.5, 1.08), frameon=False)
-        paths += _save(fig, out, name)
+        fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(8, len(unique)),
+                   bbox_to_anchor=(0.5, -0.06), frameon=False)
+        fig.suptitle(figs.title(f"test score against {what}", results[results.harness == "accuracy"], ""))
+        paths += _save(fig, figs.out, name)
     return paths
 
 
-def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]:
+def spark_speedup(results: pd.DataFrame, figs: Figures) -> list[Path]:
     """Spark decode speed-up over the dense FFNs against batch size, with the achieved active and union fractions."""
     lat = results[(results.metric == "latency") & (results.stat == "median") & (results.status == "ok") &
                   (results["mode"] == "decode")]
@@ -181,7 +297,7 @@ def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]
         base = med[(med.variant == dense) & (med.impl == registry.REFERENCE)].set_index("tokens").ms
         for style, (impl, part) in zip(styles, spark.groupby("impl"), strict=False):
             part = part[part.tokens.isin(base.index)]
-            ax.plot(part.tokens, base[part.tokens].values / part.ms.values, "o" + style, color=colours[dense],
+            ax.plot(part.tokens, base[part.tokens].values / part.ms.values, "o" + style, color=figs.colours[dense],
                     label=f"spark_ffn/{impl} vs {dense}")
     ax.axhline(1.0, color="grey", lw=1)
     ax.set(xscale="log", xlabel="batch (tokens per decode step, log)", ylabel="speed-up (dense ms / Spark ms)")
@@ -200,8 +316,8 @@ def spark_speedup(results: pd.DataFrame, out: Path, colours: dict) -> list[Path]
             labels.append(label)
         twin.set(ylabel="fraction of neurons computed", ylim=(0, 1.05))
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
-    ax.set_title("Spark FFN decode speed-up against batch size")
-    return _save(fig, out, "spark_speedup_vs_batch")
+    ax.set_title(figs.title("Spark FFN decode speed-up against batch size", lat))
+    return _save(fig, figs.out, "spark_speedup_vs_batch")
 
 
 def write_plots(run_dir: Path) -> list[Path]:
@@ -211,13 +327,16 @@ def write_plots(run_dir: Path) -> list[Path]:
     samples = pd.read_csv(samples_path) if samples_path.exists() and samples_path.stat().st_size else pd.DataFrame()
     if not samples.empty:
         samples = samples[samples.method.str.contains("graph") == False]  # noqa: E712 - eager samples only
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    device = env.get("gpu") or env.get("cpu") or env.get("device", "device not recorded")
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
-    colours = palette(sorted(set(results.variant)))
+    figs = Figures(out, palette(sorted(set(results.variant))), f"{device} ({env.get('device', '?')})")
     sns.set_theme(style="whitegrid", context="notebook")
     paths: list[Path] = []
-    for plot in (latency_bars, latency_vs_tokens):
-        paths += plot(samples, out, colours) if not samples.empty else []
+    for plot in (latency_bars, speedup_bars, latency_vs_tokens):
+        paths += plot(samples, figs) if not samples.empty else []
     for plot in (memory_bars, flops_vs_latency, accuracy_plots, spark_speedup):
-        paths += plot(results, out, colours)
+        paths += plot(results, figs)
     return paths

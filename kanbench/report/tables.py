@@ -1,4 +1,4 @@
-"""``kanbench report RUN_DIR``: the run's results.csv and env.json as markdown tables in ``RUN_DIR/report.md``.
+"""The detailed tables of a report (:mod:`kanbench.report.build` puts them in report.md and report.html).
 
 Latency medians with their p20–p80 spread, speed-up over the baseline variant (the one registered with
 ``baseline=True``: ``mlp``) in the same dtype, shape and mode and
@@ -9,23 +9,13 @@ a busy machine shows its number and the status ``noisy``.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from kanbench.registry import REFERENCE, baseline_variant
-from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
+from kanbench.report.intervals import SAMPLE_KEYS, ratio_interval
 
 SHAPE = ["dtype", "form", "tokens", "d_model"]
 CONFIG = ["variant", "impl", *SHAPE, "seed"]
-
-
-def markdown(df: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def _fmt(value: float, digits: int = 4) -> str:
@@ -109,49 +99,3 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
         entry["status"] = "ok" if bad.empty else f"{bad.status.iloc[0]}: {bad.message.iloc[0][:70]}"
         rows.append(entry)
     return pd.DataFrame(rows)
-
-
-def write_report(run_dir: Path, plots: list[Path] | None = None) -> Path:
-    df = pd.read_csv(run_dir / "results.csv", keep_default_na=False)
-    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
-    device = env.get("gpu") or env.get("cpu", "?")
-    lines = [f"# kanbench run {env.get('run_id', run_dir.name)}", "",
-             f"- device: {device} ({env.get('device', '?')}), driver {env.get('driver', '-')}, CUDA "
-             f"{env.get('cuda', '-')}; CPU {env.get('cpu', '?')}, {env.get('threads', '?')} threads",
-             f"- python {env.get('python')}, torch {env.get('torch')}, triton {env.get('triton')}; "
-             f"commit {env.get('git_commit')}",
-             f"- command: `{env.get('command')}`",
-             f"- measured ceilings: {json.dumps({k: f'{v:.3g}' for k, v in env.get('ceilings', {}).items()})}",
-             "", "## Latency", "",
-             "Median of every sample (L2 flushed before each call on CUDA), p20–p80 spread, CUDA-graph replay "
-             "where measured, ratio to the larger of the bandwidth and compute floors, and speed-ups (>1 = faster) "
-             f"over the `{baseline_variant()}` baseline and over the variant's `{REFERENCE}` impl in the same dtype, "
-             "shape and mode, "
-             "with the 95 % bootstrap interval of the ratio of medians. `noisy`: measured while other processes "
-             "took the CPU, after re-measuring (the figure is shown, not to be published as clean).",
-             "", markdown(latency_table(df, load_samples(run_dir))), "", "## Memory", "",
-             markdown(metric_table(df, "memory", ["peak_over_baseline", "saved_for_backward", "param_bytes",
-                                                  "impl_buffer_bytes", "resident_bytes"], 2**20, "MiB")),
-             "", "## FLOPs", "", "1 multiply-add = 2 FLOPs except fvcore's column (1 MAC = 1 flop); forward+backward "
-             "in the `fwd_bwd` rows.", "",
-             markdown(metric_table(df, "flops", ["flops_matmul", "flops_matmul_elementwise", "flops_analytic",
-                                                 "flops_fvcore", "flops_effective"], 1e9, "G")),
-             ""]
-    fractions = ["active_fraction", "active_union_fraction"]
-    if df.metric.isin(fractions).any():
-        lines += ["## Spark active fractions", "", "Share of (row, neuron) pairs the statistical threshold keeps "
-                  "(target k/d_ff), and share of neurons active in at least one row of the batch: what a sparse "
-                  "decode path computes. Measured by each impl on a held-out input of the row's shape.", "",
-                  markdown(metric_table(df, "flops", fractions, 1, "fraction")), ""]
-    if (df.harness == "accuracy").any():
-        lines += ["## Accuracy", "", "Test metric of the checkpoint chosen on validation, mean ± std over seeds; "
-                  "`hidden` is the width matched to the MLP's parameters.", "", markdown(accuracy_table(df)), ""]
-    if plots:
-        lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots if p.suffix == ".png"] + [""]
-    failed = df[df.status != "ok"]
-    if len(failed):
-        lines += ["## Not ok", "", markdown(failed[[*CONFIG, "harness", "mode", "metric", "status", "message"]]
-                                             .drop_duplicates()), ""]
-    out = run_dir / "report.md"
-    out.write_text("\n".join(lines))
-    return out
