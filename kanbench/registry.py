@@ -3,7 +3,8 @@
 
 A variant is a transformer-FFN replacement with a **block** form ``(..., d_model) -> (..., d_model)`` and, for the
 KAN family and the MLPs, a **layer** form ``(..., d_in) -> (..., d_out)`` for stacking into small networks. Its
-implementations (``impl``) are the readable ``reference`` plus fused kernels registered by ``kanbench.kernels``.
+implementations (``impl``) are the readable ``reference``, its ``compiled`` form (every variant gets one) and the
+fused kernels registered by ``kanbench.kernels``.
 Asking for an impl that cannot run here is an error, never a silent fallback to another impl.
 """
 
@@ -155,7 +156,8 @@ def register(
     extra_flop_metrics: Callable[..., list[tuple[str, float, str, str]]] | None = None,
     baseline: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl.
+    """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl
+    and a ``compiled`` one (``torch.compile`` of the reference, :mod:`kanbench.compiled`).
 
     ``validate(d_in, d_out, **hparams)`` raises ValueError naming the violated constraint (for a variant with a
     layer form it checks one layer, and a block is checked as its two layers); ``block_cost(d_model,
@@ -174,6 +176,9 @@ def register(
             baseline=baseline,
         )
         spec.impls[REFERENCE] = Impl(REFERENCE, block=block, layer=layer, op=op, description="plain PyTorch")
+        from kanbench.compiled import COMPILED, compiled_impl  # every variant, any added later too
+
+        spec.impls[COMPILED] = compiled_impl(block, layer, op)
         _REGISTRY[name] = spec
         return block
 

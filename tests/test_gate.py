@@ -176,3 +176,26 @@ def test_draws_include_tails_and_the_variants_grid_edges():
     assert (draws["edges"] < -1).any() and (draws["edges"] > 1).any()  # outside the grid range too
     mlp = Config("mlp", "reference", "block", "cpu", "fp32", 64, 16, 32)
     assert [name for name, _ in correctness.gate_inputs(mlp)] == ["typical", "tails"]  # no edges declared
+
+
+def test_a_gradient_that_is_zero_analytically_is_judged_against_the_gradients_scale():
+    from kanbench.harness.correctness import rowwise_error
+
+    truth = torch.zeros(4, 8, dtype=torch.float64)  # e.g. a bias followed by a normalisation
+    noise = torch.full((4, 8), 1e-7, dtype=torch.float64)
+    assert rowwise_error(noise, truth) > 1e100  # alone, rounding noise on a zero truth looks infinitely wrong
+    assert rowwise_error(noise, truth, zero_scale=1.0) < 1e-5  # against the gradients' scale it is noise
+    assert rowwise_error(torch.full((4, 8), 0.1, dtype=torch.float64), truth, zero_scale=1.0) > 0.5  # a real error
+    assert rowwise_error(noise + 1.0, truth + 1.0, zero_scale=1e12) < 1e-6  # a nonzero truth keeps its own scale
+
+
+def test_the_tolerance_takes_the_reference_in_another_token_order():
+    from kanbench.harness.correctness import _run, _run_reordered
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(8, 4)
+    x, upstream = torch.randn(16, 8), torch.randn(16, 4, dtype=torch.float64)
+    plain, reordered = _run(module, x, upstream), _run_reordered(module, x, upstream, 0)
+    for key in ("output", "output_no_grad", "grad_input", "grad_weight", "grad_bias"):  # put back in place
+        torch.testing.assert_close(reordered[key], plain[key], rtol=1e-5, atol=1e-6)
+    assert _run_reordered(module, x[:1], upstream[:1], 0) == {}  # one token: no other order

@@ -152,7 +152,7 @@ def test_timing_of_an_operation_of_known_cost(tmp_path, test_variants):
 
 def test_mlp_flops_equal_the_textbook_count_exactly(tmp_path):
     n, d, h = 8, 16, 32
-    code, df, _ = run(tmp_path, "--variants", "mlp", "--harness", "flops")
+    code, df, _ = run(tmp_path, "--variants", "mlp", "--impl", "reference", "--harness", "flops")
     assert code == 0
     fwd = df[(df["mode"] == "fwd_no_grad")].set_index("metric").value.astype(float)
     assert fwd["flops_matmul"] == 2 * n * 2 * d * h
@@ -179,7 +179,7 @@ def test_saved_for_backward_bytes_of_mlp_match_a_hand_count():
 
 
 def test_memory_rows_on_cpu(tmp_path):
-    code, df, _ = run(tmp_path, "--variants", "mlp", "--harness", "memory")
+    code, df, _ = run(tmp_path, "--variants", "mlp", "--impl", "reference", "--harness", "memory")
     rows = df.set_index(["mode", "metric"]).value
     assert int(rows[("fwd_bwd", "saved_for_backward")]) == 4 * 8 * (16 + 32 + 32)
     assert int(rows[("fwd_no_grad", "param_bytes")]) == 4 * (2 * 16 * 32 + 32 + 16)

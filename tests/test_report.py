@@ -123,7 +123,8 @@ def test_pytest_benchmark_json_round_trips_into_the_csv(tmp_path):
     import sys
 
     bench_json = tmp_path / "bench.json"
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/benchmarks", "-k", "mlp or grkan-reference",
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/benchmarks", "-k",
+                          "mlp-reference or grkan-reference",
                           "--benchmark-enable", "--benchmark-only", "--benchmark-min-rounds=3",
                           "--benchmark-max-time=0.01", "--benchmark-warmup=off", f"--benchmark-json={bench_json}"],
                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)

@@ -15,9 +15,10 @@ For each configuration, at the exact shape that is measured (decode rows include
   others: ``e = max_r ‖impl_r − truth_r‖ / ‖truth_r‖`` over the rows of the last dimension (each element of a
   1-D tensor is a row; the denominator is guarded, see below).
 - **Tolerance.** ``allowed = 2·e_ref + FLOOR`` (by dtype, and by whether the quantity is per token or a parameter
-  gradient) where ``e_ref`` is the same criterion for the reference run
-  in the impl's dtype on the same draw. The reference itself must give finite outputs and gradients on every
-  draw, else every impl of that configuration is an ``error``.
+  gradient) where ``e_ref`` is the same criterion for the reference run in the impl's dtype on the same draw, the
+  larger of two runs: the tokens in their order and shuffled (a parameter gradient sums over tokens; an impl that
+  sums in another order, as compiled code does, is as right as the reference). The reference itself must give
+  finite outputs and gradients on every draw, else every impl of that configuration is an ``error``.
 
 The row norm in the denominator is ``sqrt(‖truth_r‖² + (‖truth‖_rms / 4)²)``: a relative error ε in a row of
 typical size reads as ε, and a row of near-zero norm cannot produce a huge ratio from rounding alone. The largest
@@ -52,15 +53,29 @@ class GateResult:
     status: str = "ok"  # ok | mismatch (wrong numbers, missing work) | error (NaN/Inf, the reference broken)
 
 
-def rowwise_error(value: torch.Tensor, truth: torch.Tensor) -> float:
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    width = t.shape[-1] if t.dim() >= 2 else 1  # a 1-D tensor: each element is a row
+    return t.detach().double().reshape(-1, width)
+
+
+def rms_row_norm(t: torch.Tensor) -> float:
+    rows = _rows(t)
+    return float(rows.norm() / math.sqrt(rows.shape[0])) if rows.numel() else 0.0
+
+
+def rowwise_error(value: torch.Tensor, truth: torch.Tensor, zero_scale: float = 0.0) -> float:
     """``max_r ‖value_r − truth_r‖ / sqrt(‖truth_r‖² + (rms/4)²)`` over rows of the last dimension, rms being the
-    root-mean-square row norm (inf if ``value`` is not finite or the shapes differ)."""
-    value, truth = value.detach().double(), truth.detach().double()
-    if value.shape != truth.shape or not torch.isfinite(value).all():
+    root-mean-square row norm (inf if ``value`` is not finite or the shapes differ).
+
+    A quantity whose truth is zero (to 1e-9 of ``zero_scale``: a gradient that cancels analytically, such as a bias
+    followed by a normalisation) has no scale of its own; its rounding noise is then measured against
+    ``zero_scale`` (the largest rms row norm among the gradients), as it would be inside a larger gradient."""
+    if value.shape != truth.shape or not torch.isfinite(value.detach()).all():
         return float("inf")
-    width = truth.shape[-1] if truth.dim() >= 2 else 1  # a 1-D tensor: each element is a row
-    value, truth = value.reshape(-1, width), truth.reshape(-1, width)
-    rms = truth.norm() / math.sqrt(truth.shape[0])
+    value, truth = _rows(value), _rows(truth)
+    rms = rms_row_norm(truth)
+    if rms <= 1e-9 * zero_scale:
+        rms = zero_scale
     scale = (truth.norm(dim=1) ** 2 + (rms / 4) ** 2).sqrt()
     diff = (value - truth).norm(dim=1)
     return float((diff / scale.clamp_min(1e-300)).max()) if diff.numel() else 0.0
@@ -105,6 +120,22 @@ def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> di
     return got
 
 
+def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
+                   draw: int) -> dict[str, torch.Tensor | None]:
+    """:func:`_run` with the tokens in another order (per-token results put back in place): parameter gradients,
+    sums over tokens, then add up in another order. Its error is as legitimate as the reference's own, so the
+    tolerance takes the larger of the two (an impl that reassociates a long reduction differs by that much)."""
+    if x.shape[0] < 2:
+        return {}
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7 + draw)).to(x.device)
+    back = torch.argsort(order)
+    got = _run(module, x[order], upstream[order])
+    for key in ("output", "output_no_grad", "grad_input"):
+        if got.get(key) is not None:
+            got[key] = got[key][back]
+    return got
+
+
 def _non_finite(got: dict[str, torch.Tensor | None]) -> list[str]:
     return [k for k, v in got.items() if v is not None and not torch.isfinite(v).all()]
 
@@ -144,8 +175,11 @@ def _compare(got: dict, truth: dict, reference: dict) -> tuple[dict[str, float],
     missing += [f"{k} (impl has it, reference does not)" for k, v in got.items()
                 if v is not None and truth.get(k) is None]
     common = [k for k, v in truth.items() if v is not None and got.get(k) is not None]
-    return ({k: rowwise_error(got[k], truth[k]) for k in common},
-            {k: rowwise_error(reference[k], truth[k]) for k in common if reference.get(k) is not None}, missing)
+    grad_scale = max((rms_row_norm(truth[k]) for k in common if k.startswith("grad")), default=0.0)
+    scale = {k: grad_scale if k.startswith("grad") else 0.0 for k in common}
+    return ({k: rowwise_error(got[k], truth[k], scale[k]) for k in common},
+            {k: rowwise_error(reference[k], truth[k], scale[k]) for k in common if reference.get(k) is not None},
+            missing)
 
 
 def check_against_reference(config: Config, module: torch.nn.Module) -> GateResult:
@@ -163,6 +197,7 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
         upstream = _upstream(config, x, index)
         truth = _run(truth_module, x, upstream)
         reference = _run(same_dtype, x.to(dtype), upstream) if dtype != torch.float64 else {}
+        reordered = _run_reordered(same_dtype, x.to(dtype), upstream, index) if dtype != torch.float64 else {}
         in_dtype = _non_finite(reference)
         if in_dtype and not _non_finite(truth) and _out_of_range(config, draw):
             notes.append(f"{draw} draw skipped: outside {config.dtype}'s range ({', '.join(in_dtype)} overflow "
@@ -174,6 +209,8 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
                                                    "draw: nothing to check the impl against", "error")
         got = _run(module, x.to(dtype), upstream)
         errors, reference_errors, missing = _compare(got, truth, reference)
+        _, reordered_errors, _ = _compare(got, truth, reordered)
+        reference_errors = {k: max(e, reordered_errors.get(k, 0.0)) for k, e in reference_errors.items()}
         if missing:
             return GateResult(False, float("inf"), f"{draw} draw: missing work: {'; '.join(missing)}", "mismatch")
         for k, error in errors.items():

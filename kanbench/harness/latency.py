@@ -89,6 +89,7 @@ class Latency(Harness):
                                     params, status, message))
         ctx.flush_samples()
         rows += self.contention_rows(ctx, config, mode, measured, params)
+        rows += self.compile_rows(ctx, config, mode, module, work, params)
         for metric, value, unit, message in floor_rows(config, mode, params, ctx.ceilings, module, work.x,
                                                        measured.stats()["median"]):
             rows.append(ctx.row(config, self.name, mode, metric, value, unit, params=params, message=message))
@@ -102,6 +103,20 @@ class Latency(Harness):
                                    dtype=config.torch_dtype)
             return timing.time_cuda_graph_training(module, work.x, upstream, ctx.plan.samples)
         return timing.time_cuda_graph(work.fn, ctx.plan.samples)
+
+    def compile_rows(self, ctx: RunContext, config: Config, mode: str, module: torch.nn.Module, work: Workload,
+                     params: int) -> list[dict[str, Any]]:
+        """``compile_time`` (s) of a module that records its compilations (the ``compiled`` impl): the first
+        forward of this input shape and grad mode, and with gradients the first backward; each ran in the gate."""
+        seconds = getattr(module, "compile_seconds", None)
+        if not seconds:
+            return []
+        key = (tuple(work.x.shape), work.x.dtype, mode == "fwd_bwd")
+        if key not in seconds:
+            return []
+        what = "first forward and backward" if key[2] else "first forward"
+        return [ctx.row(config, self.name, mode, "compile_time", seconds[key], "s", params=params,
+                        message=f"{what} of this shape, compilation included; {module.cache_note}")]
 
     def contention_rows(self, ctx: RunContext, config: Config, mode: str, measured: timing.Timing,
                         params: int) -> list[dict[str, Any]]:

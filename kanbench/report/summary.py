@@ -82,7 +82,8 @@ def latency_sections(df: pd.DataFrame) -> list[Section]:
             status[key] = "noisy" if "noisy" in set(group.status) else group.status.iloc[0]
             stats[key] = {r.stat: float(r.value) for r in group.itertuples() if r.value != ""}
         rows = []
-        for variant, impl in sorted({k[:2] for k in stats}, key=lambda k: (k[0] != baseline, k)):
+        order = sorted({k[:2] for k in stats}, key=lambda k: (k[0] != baseline, k[0], k[1] != REFERENCE, k[1]))
+        for variant, impl in order:
             row = {"variant": variant, "impl": impl}
             for mode, tokens in columns:
                 key, base = (variant, impl, mode, tokens), (baseline, REFERENCE, mode, tokens)
