@@ -1,7 +1,16 @@
 """Fused kernels for kanbench's variants, installed as ``kanbench.kernels`` (never as a top-level ``kernels``).
 
-Importing this package registers every kernel impl with the registry. Triton itself is imported only when a kernel
-runs, and each impl says why it cannot run on a machine (no GPU, no Triton), so the package imports everywhere.
+One folder per variant, holding every kernel impl of it (as tritonbench keeps one folder per operator), and the
+helpers they share beside them:
+
+    grkan/         triton (rational_triton.py), triton_fused (fused_triton.py), cuda (cuda.py + rational_cuda.*)
+    spark_ffn/     triton (topk_triton.py, decode_triton.py), sparse_cpu (sparse_cpu.py), decode_layout.py
+    launch.py      whether Triton can run here, launch checks;  triton_dot.py  the shared tl.dot
+    aot.py         compiles every Triton kernel for a GPU architecture without one (registers, spills)
+
+Importing this package registers every kernel impl with the registry (each folder's ``__init__``). Triton itself is
+imported only when a kernel runs, and each impl says why it cannot run on a machine (no GPU, no Triton), so the
+package imports everywhere.
 """
 
-from kanbench.kernels import grkan, grkan_cuda, spark, spark_sparse_cpu  # noqa: F401
+from kanbench.kernels import grkan, spark_ffn  # noqa: F401

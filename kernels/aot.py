@@ -23,10 +23,10 @@ from typing import Any
 
 import triton
 
-from kanbench.kernels import grkan_fused_triton as fused
-from kanbench.kernels import grkan_rational_triton as rational
-from kanbench.kernels import spark_decode_triton as decode
-from kanbench.kernels import spark_topk_triton as topk
+from kanbench.kernels.grkan import fused_triton as fused
+from kanbench.kernels.grkan import rational_triton as rational
+from kanbench.kernels.spark_ffn import decode_triton as decode
+from kanbench.kernels.spark_ffn import topk_triton as topk
 
 
 @dataclass

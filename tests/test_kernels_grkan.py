@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from kanbench.kernels.grkan_rational_triton import rational_backward, rational_triton
+from kanbench.kernels.grkan.rational_triton import rational_backward, rational_triton
 from kanbench.registry import create_block, get_variant
 from kanbench.variants.grkan import rational
 
@@ -175,7 +175,7 @@ def fused_inputs(lead, d_in, d_out, groups, shared, seed):
 @pytest.mark.parametrize(("lead", "d_in", "d_out", "groups", "shared"), FUSED_CASES)
 def test_fused_layer_forward_and_all_five_gradients_match_the_float64_reference(device, lead, d_in, d_out, groups,
                                                                                 shared):
-    from kanbench.kernels.grkan_fused_triton import rational_linear
+    from kanbench.kernels.grkan.fused_triton import rational_linear
 
     inputs, dy = fused_inputs(lead, d_in, d_out, groups, shared, seed=d_in + d_out)
     ref = [t.clone().requires_grad_() for t in inputs]
@@ -192,7 +192,7 @@ def test_fused_layer_forward_and_all_five_gradients_match_the_float64_reference(
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_layer_in_half_precision(device, dtype):
-    from kanbench.kernels.grkan_fused_triton import rational_linear
+    from kanbench.kernels.grkan.fused_triton import rational_linear
 
     inputs, dy = fused_inputs((40,), 64, 48, 8, True, seed=5)
     x, a, b, weight, bias = inputs
@@ -212,7 +212,7 @@ def test_fused_layer_in_half_precision(device, dtype):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fused_weight_gradient_is_bit_identical_across_calls(device):
-    from kanbench.kernels.grkan_fused_triton import rational_linear
+    from kanbench.kernels.grkan.fused_triton import rational_linear
 
     inputs, dy = fused_inputs((50,), 32, 24, 4, False, seed=6)
     grads = []
@@ -226,7 +226,7 @@ def test_fused_weight_gradient_is_bit_identical_across_calls(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_fused_layer_rejects_a_mismatched_weight(device):
-    from kanbench.kernels.grkan_fused_triton import rational_linear
+    from kanbench.kernels.grkan.fused_triton import rational_linear
 
     x = torch.randn(4, 32, device=device)
     with pytest.raises(ValueError, match=r"weight must be \(d_out, 32\)"):
@@ -247,7 +247,7 @@ def test_fused_impl_passes_the_harness_gate(device, form, grkan_gate):
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_compiled_fused_layer_on_gpu_at_kat_b_size(dtype):
-    from kanbench.kernels.grkan_fused_triton import rational_linear
+    from kanbench.kernels.grkan.fused_triton import rational_linear
 
     inputs, dy = fused_inputs((64 * 197,), 768, 3072, 8, True, seed=7)
     ref = [t.cuda().requires_grad_() for t in inputs]

@@ -1,6 +1,6 @@
 """GR-KAN's CUDA C++ kernels (the ``cuda`` impl).
 
-Without a GPU: the kernels' per-element arithmetic (kernels/grkan_rational_cuda.cuh, the very functions the kernels
+Without a GPU: the kernels' per-element arithmetic (kernels/grkan/rational_cuda.cuh, the very functions the kernels
 call) is compiled for the host and checked against the float64 reference; the device code is compiled by nvcc and
 the torch binding against torch's headers where those tools exist; and the impl's refusals are checked. With a GPU:
 the built extension against the reference, in every dtype, and its determinism."""
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import kanbench.kernels.grkan_cuda as grkan_cuda
+import kanbench.kernels.grkan.cuda as grkan_cuda
 from kanbench.registry import get_variant
 from kanbench.variants.grkan import rational
 
@@ -59,7 +59,7 @@ def test_kernel_arithmetic_compiled_for_the_host_matches_the_float64_reference(t
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_device_code_compiles_without_warnings(tmp_path, arch):
     result = subprocess.run([NVCC, "-std=c++17", "-O3", "-c", f"-arch={arch}", "-Werror", "all-warnings",
-                             "-Xptxas", "-v", str(KERNELS / "grkan_rational_cuda.cu"), "-o", str(tmp_path / "k.o")],
+                             "-Xptxas", "-v", str(KERNELS / "rational_cuda.cu"), "-o", str(tmp_path / "k.o")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "spill stores" in result.stderr and " 0 bytes spill stores" in result.stderr
@@ -81,7 +81,7 @@ def test_torch_binding_compiles_against_this_torch(tmp_path):
         flags.append(f"-I{tmp_path / 'shim'}")
     command = [CXX, "-std=c++20", "-fsyntax-only", "-DTORCH_EXTENSION_NAME=kanbench_check", *flags,
                f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
-               f"-I{sysconfig.get_paths()['include']}", f"-I{cuda_include}", str(KERNELS / "grkan_rational_cuda.cpp")]
+               f"-I{sysconfig.get_paths()['include']}", f"-I{cuda_include}", str(KERNELS / "rational_cuda.cpp")]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -173,4 +173,4 @@ def test_cuda_impl_passes_the_harness_gate(form, grkan_gate):
 def test_host_driver_and_sources_exist_where_the_impl_looks():
     for source in grkan_cuda.SOURCES:
         assert source.exists(), source
-    assert (KERNELS / "grkan_rational_cuda.cuh").exists() and HOST_DRIVER.exists()
+    assert (KERNELS / "rational_cuda.cuh").exists() and HOST_DRIVER.exists()

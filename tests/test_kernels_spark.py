@@ -8,8 +8,8 @@ import torch
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
-from kanbench.kernels.spark_sparse_cpu import SparseCPUSparkFFN
-from kanbench.kernels.spark_topk_triton import statistical_topk_triton
+from kanbench.kernels.spark_ffn.sparse_cpu import SparseCPUSparkFFN
+from kanbench.kernels.spark_ffn.topk_triton import statistical_topk_triton
 from kanbench.registry import create_block, create_op
 from kanbench.variants.spark_ffn import quantile_factor, statistical_topk
 
@@ -99,7 +99,7 @@ def decode_inputs(batch, d_model, d_ff, seed, dtype=torch.float32):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 3, 17])
 def test_triton_decode_equals_the_dense_computation_with_its_masks(device, batch):
-    from kanbench.kernels.spark_decode_triton import sparse_decode
+    from kanbench.kernels.spark_ffn.decode_triton import sparse_decode
 
     d_model, d_ff, r, k = 200, 2500, 90, 200
     q, K, V = decode_inputs(batch, d_model, d_ff, seed=batch)
@@ -168,7 +168,7 @@ def test_triton_impl_takes_the_training_path_with_gradients_and_for_large_batche
 
 
 def test_triton_decode_rejects_batches_it_cannot_take():
-    from kanbench.kernels.spark_decode_triton import sparse_decode
+    from kanbench.kernels.spark_ffn.decode_triton import sparse_decode
 
     if not INTERPRETED and not CUDA:
         pytest.skip("needs TRITON_INTERPRET=1 or a GPU to reach the shape checks")
@@ -203,7 +203,7 @@ def test_spark_op_form_is_the_fused_statistical_topk_and_passes_the_gate(device)
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_rows_longer_than_one_block_are_processed_in_chunks(device, monkeypatch):
-    import kanbench.kernels.spark_topk_triton as topk
+    import kanbench.kernels.spark_ffn.topk_triton as topk
 
     monkeypatch.setattr(topk, "MAX_ROW_BLOCK", 256)  # rows of 1000 take three chunked passes at this size
     assert topk.row_block(1000) == (256, True) and topk.row_block(200) == (256, False)
@@ -218,7 +218,7 @@ def test_rows_longer_than_one_block_are_processed_in_chunks(device, monkeypatch)
     assert torch.allclose(out.double().cpu(), statistical_topk(z, 80), atol=1e-5)
     assert torch.allclose(dz_t.double().cpu(), dz_ref, atol=1e-5)
     # the decode path's threshold takes the same chunked statistics
-    from kanbench.kernels.spark_decode_triton import sparse_decode
+    from kanbench.kernels.spark_ffn.decode_triton import sparse_decode
 
     q, K, V = decode_inputs(2, 64, 1000, seed=3)
     c = quantile_factor(80, 1000)
@@ -234,7 +234,7 @@ gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU; the interpreter tes
 @gpu
 @pytest.mark.parametrize("batch", [1, 8])
 def test_compiled_decode_path_at_gemma_2b_size(batch):
-    from kanbench.kernels.spark_decode_triton import sparse_decode
+    from kanbench.kernels.spark_ffn.decode_triton import sparse_decode
 
     q, K, V = decode_inputs(batch, 2304, 13824, seed=batch, dtype=torch.bfloat16)
     r, c = 1024, quantile_factor(1106, 13824)

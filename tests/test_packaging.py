@@ -12,7 +12,7 @@ SUBPACKAGES = ["kanbench.kernels", "kanbench.variants", "kanbench.harness", "kan
 CHECK = (
     "import importlib.util, kanbench, " + ", ".join(SUBPACKAGES) + "\n"
     "assert importlib.util.find_spec('kernels') is None, 'a top-level kernels package is importable'\n"
-    "import kanbench.kernels.grkan_rational_triton\n"
+    "import kanbench.kernels.grkan.rational_triton\n"
     "print(kanbench.__file__)\n"
 )
 
@@ -30,8 +30,8 @@ def test_a_normal_install_from_the_wheel(tmp_path):
     assert build.returncode == 0, build.stderr
     (wheel,) = wheel_dir.glob("kanbench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "kanbench/kernels/__init__.py" in names and "kanbench/kernels/grkan_rational_triton.py" in names
-    for source in ("grkan_rational_cuda.cu", "grkan_rational_cuda.cuh", "grkan_rational_cuda.cpp"):
+    assert "kanbench/kernels/__init__.py" in names and "kanbench/kernels/grkan/rational_triton.py" in names
+    for source in ("grkan/rational_cuda.cu", "grkan/rational_cuda.cuh", "grkan/rational_cuda.cpp"):
         assert f"kanbench/kernels/{source}" in names, source  # the cuda impl compiles these on first use
     assert not any(n.startswith("kernels/") for n in names)
     for package in SUBPACKAGES:

@@ -1,4 +1,4 @@
-"""The notebook behind the tile choice in kernels/grkan_rational_triton.py: on a GPU, time the backward kernel
+"""The notebook behind the tile choice in kernels/grkan/rational_triton.py: on a GPU, time the backward kernel
 alone for several (tile, warps, programs per SM) with its registers and spills, the second-stage reduction, and the
 forward, against the bandwidth floor. Published figures come from `kanbench run --preset kat-b`, not from here.
 
@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.testing
 
-import kanbench.kernels.grkan_rational_triton as kr
+import kanbench.kernels.grkan.rational_triton as kr
 
 CONFIGS = [(512, 4, 4), (512, 2, 8), (1024, 4, 2), (1024, 4, 4), (1024, 8, 4), (4096, 8, 2)]
 

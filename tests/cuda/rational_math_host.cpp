@@ -1,10 +1,10 @@
-// Host driver for the CUDA kernels' per-element arithmetic (kernels/grkan_rational_cuda.cuh), compiled by the test
+// Host driver for the CUDA kernels' per-element arithmetic (kernels/grkan/rational_cuda.cuh), compiled by the test
 // suite with the machine's C++ compiler: the same functions the kernels run, evaluated on the CPU.
 // stdin: a0..a5 b0..b3 (one group), then n, then n pairs "x dy".
 // stdout, one line per pair: F(x), dy*dF/dx, then the ten terms dy*x^i/Q (i < 6) and dy*|x|^(j+1)*P/Q^2 (j < 4).
 #include <cstdio>
 
-#include "grkan_rational_cuda.cuh"
+#include "rational_cuda.cuh"
 
 int main() {
   kanbench::RationalCoefficients c;

@@ -7,7 +7,7 @@ indices of the active neurons (for a batch, the union of every row's active set,
 selected rows of Vᵀ. Neurons in the union but inactive for a row get GELU(max(z - θ, 0)) = 0 there, so the output
 equals the dense computation with the same mask.
 
-Each selected neuron's weights are read as one contiguous row of K2ᵀ and Vᵀ (kernels/spark_decode_layout.py). With
+Each selected neuron's weights are read as one contiguous row of K2ᵀ and Vᵀ (kernels/spark_ffn/decode_layout.py). With
 gradients enabled it gathers from the parameters themselves, so the same sparse computation also trains.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kanbench.kernels.spark_decode_layout import neuron_rows
+from kanbench.kernels.spark_ffn.decode_layout import neuron_rows
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.spark_ffn import SparkFFN, statistical_threshold
 

@@ -1,5 +1,5 @@
-"""The ``cuda`` impl of ``grkan``: the group-rational op as CUDA C++ kernels (grkan_rational_cuda.cu, bound to
-torch by grkan_rational_cuda.cpp), compiled on first use with ``torch.utils.cpp_extension`` and cached by torch
+"""The ``cuda`` impl of ``grkan``: the group-rational op as CUDA C++ kernels (rational_cuda.cu, bound to
+torch by rational_cuda.cpp), compiled on first use with ``torch.utils.cpp_extension`` and cached by torch
 (``TORCH_EXTENSIONS_DIR``, default ~/.cache/torch_extensions): the first call on a machine builds it (tens of
 seconds, most of it compiling the binding against torch's headers), later ones load the built module.
 
@@ -21,7 +21,7 @@ from kanbench.kernels.grkan import with_rational
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.grkan import GroupRational
 
-SOURCES = [Path(__file__).with_name("grkan_rational_cuda.cpp"), Path(__file__).with_name("grkan_rational_cuda.cu")]
+SOURCES = [Path(__file__).with_name("rational_cuda.cpp"), Path(__file__).with_name("rational_cuda.cu")]
 EXTENSION_NAME = "kanbench_grkan_rational_cuda"
 
 
@@ -49,7 +49,7 @@ def cuda_unavailable(device: str) -> str | None:
     if not torch.cuda.is_available():
         return "no CUDA device"
     if cuda_toolkit() is None:
-        return (f"no CUDA toolkit: the cuda impl compiles kernels/grkan_rational_cuda.cu on first use and needs nvcc "
+        return (f"no CUDA toolkit: the cuda impl compiles kernels/grkan/rational_cuda.cu on first use and needs nvcc "
                 f"(install the CUDA {torch.version.cuda} toolkit, or set CUDA_HOME to it)")
     return None
 

@@ -1,8 +1,8 @@
 // GR-KAN's group-rational op as CUDA kernels (the `cuda` impl of `grkan`), forward and backward.
 //
 // Inputs fp32, fp16 or bf16 of shape (N, D), channel c in group c / (D / groups); arithmetic in fp32
-// (grkan_rational_cuda.cuh), outputs in the input dtype. This file holds only CUDA code, no torch headers, so nvcc
-// alone can compile it; grkan_rational_cuda.cpp binds it to torch.
+// (rational_cuda.cuh), outputs in the input dtype. This file holds only CUDA code, no torch headers, so nvcc
+// alone can compile it; rational_cuda.cpp binds it to torch.
 //
 // Forward: a grid-stride loop over the N*D elements, 16 bytes per load and store where the pointers allow it
 // (memory-bound: the floor is one read of x and one write of y). The groups' coefficients sit in shared memory.
@@ -19,7 +19,7 @@
 
 #include <cstdint>
 
-#include "grkan_rational_cuda.cuh"
+#include "rational_cuda.cuh"
 
 namespace kanbench {
 namespace {

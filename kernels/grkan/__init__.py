@@ -1,8 +1,8 @@
 """The Triton impls of ``grkan``, both built from the reference modules so that parameters and names match:
 
-- ``triton``: the rational op swapped for the fused Triton kernels (kernels/grkan_rational_triton.py);
+- ``triton``: the rational op swapped for the fused Triton kernels (kernels/grkan/rational_triton.py);
 - ``triton_fused``: each GR-KAN layer ``Linear(F(x))`` as one matmul that applies F to its input tiles as it loads
-  them (kernels/grkan_fused_triton.py); the KAT block uses it for both layers.
+  them (kernels/grkan/fused_triton.py); the KAT block uses it for both layers.
 
 The modules keep the reference's parameters and names (state dicts are interchangeable), so the correctness gate
 loads one into the other and compares outputs and gradients.
@@ -24,7 +24,7 @@ class TritonGroupRational(GroupRational):
     """:class:`GroupRational` computed by the fused Triton forward and backward kernels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from kanbench.kernels.grkan_rational_triton import rational_triton
+        from kanbench.kernels.grkan.rational_triton import rational_triton
 
         return rational_triton(x, self.numerator, self.denominator)
 
@@ -50,7 +50,7 @@ class FusedGRKANLayer(GRKANLayer):
     """:class:`GRKANLayer` as one Triton matmul with F applied to the input tiles (F(x) never in memory)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from kanbench.kernels.grkan_fused_triton import rational_linear
+        from kanbench.kernels.grkan.fused_triton import rational_linear
 
         return rational_linear(x, self.rational.numerator, self.rational.denominator, self.linear.weight,
                                self.linear.bias)
@@ -74,3 +74,5 @@ register_impl("grkan", Impl(
     dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
     description="each layer one Triton matmul applying F to its input tiles as loaded; backward recomputes F",
 ))
+
+from kanbench.kernels.grkan import cuda  # noqa: E402, F401 - registers the cuda impl (it builds on with_rational)

@@ -7,7 +7,7 @@ dWᵀ = F(X)ᵀ · dY and stored through dW's strides). The backward recomputes 
 of saving it:
 
     dF = dY · W              (cuBLAS; the rational's input gradient needs dF, F itself is not needed)
-    dx, da, db = rational backward of (dF, x)   (kernels/grkan_rational_triton.py: one pass, deterministic
+    dx, da, db = rational backward of (dF, x)   (kernels/grkan/rational_triton.py: one pass, deterministic
                                                  two-stage coefficient sums)
     dWᵀ = F(X)ᵀ · dY         (this kernel, F on the A tiles' rows)
     dbias = Σ_rows dY
@@ -16,7 +16,7 @@ Why dWᵀ = F(X)ᵀ·dY and not dW = dYᵀ·F(X) with F on the B tiles: compiled
 kanbench.kernels.aot --all-configs``, triton 3.9), the F-on-B form spilled in every fp32 tile shape of the
 autotuning space (1.4-89 KB), the F-on-A-rows form in none below 128×128.
 
-F is evaluated in fp32 (kernels/grkan_rational_triton.py has the formula), rounded to the operand dtype and fed to
+F is evaluated in fp32 (kernels/grkan/rational_triton.py has the formula), rounded to the operand dtype and fed to
 the tensor cores with fp32 accumulation; fp32 operands multiply in IEEE fp32 (not TF32), as torch does by default.
 
 The price of fusing: every program recomputes F for its A tiles, so F is evaluated N / BLOCK_N times per element
@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kanbench.kernels.grkan_rational_triton import (
+from kanbench.kernels.grkan.rational_triton import (
     check_rational_inputs,
     coefficient_vectors,
     kernel_coefficients,

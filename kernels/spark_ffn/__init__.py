@@ -1,10 +1,10 @@
 """The ``triton`` impl of ``spark_ffn``: one module, two paths, chosen per call from what the call needs.
 
 - Decode (no gradient needed, at most ``MAX_DECODE_ROWS`` rows): the sparse decode kernels
-  (kernels/spark_decode_triton.py) compute only the neurons active in some row; the union's size is kept on the
+  (kernels/spark_ffn/decode_triton.py) compute only the neurons active in some row; the union's size is kept on the
   device (``last_union_fraction`` reads it).
 - Training, or more rows than a decode batch (where the union is nearly every neuron): the fused statistical top-k
-  kernels (kernels/spark_topk_triton.py) with dense matmuls.
+  kernels (kernels/spark_ffn/topk_triton.py) with dense matmuls.
 
 The rule depends only on shapes and grad mode, never on data, so a CUDA graph captures one fixed path. Triton is
 imported when a kernel first runs.
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from kanbench.kernels.launch import triton_emulated, triton_unavailable
-from kanbench.kernels.spark_decode_layout import MAX_DECODE_ROWS, neuron_rows
+from kanbench.kernels.spark_ffn.decode_layout import MAX_DECODE_ROWS, neuron_rows
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.spark_ffn import SparkFFN, StatisticalTopKOp, quantile_factor
 
@@ -30,7 +30,7 @@ class TritonSparkFFN(SparkFFN):
         return not self.needs_gradients(q) and 1 <= rows <= MAX_DECODE_ROWS
 
     def topk(self, scores: torch.Tensor) -> torch.Tensor:
-        from kanbench.kernels.spark_topk_triton import statistical_topk_triton
+        from kanbench.kernels.spark_ffn.topk_triton import statistical_topk_triton
 
         return statistical_topk_triton(scores, self.k)
 
@@ -38,7 +38,7 @@ class TritonSparkFFN(SparkFFN):
         return self._decode(q) if self.uses_decode_path(q) else super().forward(q)
 
     def _decode(self, q: torch.Tensor) -> torch.Tensor:
-        from kanbench.kernels.spark_decode_triton import sparse_decode
+        from kanbench.kernels.spark_ffn.decode_triton import sparse_decode
 
         k2_rows, v_rows = neuron_rows(self)
         rows = q.reshape(-1, q.shape[-1])
@@ -54,7 +54,7 @@ class TritonStatisticalTopK(StatisticalTopKOp):
     """The op form with the fused statistical top-k kernels, forward and backward."""
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        from kanbench.kernels.spark_topk_triton import statistical_topk_triton
+        from kanbench.kernels.spark_ffn.topk_triton import statistical_topk_triton
 
         return statistical_topk_triton(z, self.k)
 
@@ -71,3 +71,5 @@ register_impl("spark_ffn", Impl(
                 "of the union of active neurons, gather-matvecs); training and larger batches: fused statistical "
                 "top-k with dense matmuls",
 ))
+
+from kanbench.kernels.spark_ffn import sparse_cpu  # noqa: E402, F401 - registers the sparse_cpu impl

@@ -1,5 +1,5 @@
 """Spark's statistical top-k as one fused Triton kernel per row, forward and backward (used by the ``triton`` impl
-of ``spark_ffn``, the training path; see kernels/spark.py).
+of ``spark_ffn``, the training path; see kernels/spark_ffn/__init__.py).
 
 Forward, per row z of length d: mean μ, population std σ, θ = μ + σ·c with c = Q(1 - k/d), out = max(z - θ, 0):
 one read of z, one write of out, no sort. Backward (autodiff through μ and σ, as the public code does), with

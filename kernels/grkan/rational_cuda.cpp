@@ -1,4 +1,4 @@
-// torch binding of the CUDA group-rational kernels (grkan_rational_cuda.cu): checks, launch on the current stream,
+// torch binding of the CUDA group-rational kernels (rational_cuda.cu): checks, launch on the current stream,
 // and the fixed-order second stage of the coefficient-gradient sums. Built by kernels/grkan_cuda.py with
 // torch.utils.cpp_extension on first use.
 
@@ -21,7 +21,7 @@ cudaError_t launch_rational_backward(int dtype, const void* x, const void* dy, v
 namespace {
 
 constexpr int kMaxGroups = 1024;  // the forward keeps every group's coefficients in 40 KB of shared memory
-constexpr int kBackwardChannels = 32;  // the block shape of grkan_rational_cuda.cu's backward kernel
+constexpr int kBackwardChannels = 32;  // the block shape of rational_cuda.cu's backward kernel
 constexpr int kBackwardRowLanes = 8;
 constexpr int kRowProgramsPerSM = 8;  // backward blocks of 256 threads per SM to fill; not yet tuned on a GPU
 

@@ -18,7 +18,7 @@ For B decode rows q (B × d_model), with K (d_model × d_ff) split at r and V (d
 K2ᵀ ((d_ff) × (d_model - r)) and Vᵀ (d_ff × d_model) are laid out row-major so that one neuron's weights are one
 contiguous row: a gather of selected columns of K or V in their natural layout would read a 32-byte sector for
 every 2-byte weight (at 8 % density the sectors of neighbouring active neurons rarely overlap) and cost more than
-the dense matmul. The module keeps that layout as a cache (kernels/spark.py).
+the dense matmul. The module keeps that layout as a cache (kernels/spark_ffn/__init__.py).
 
 Programs beyond the active count exit at once, so launches are sized for the worst case (every neuron active)
 without knowing the count on the host. A row inactive for a neuron that another row selected gets
@@ -32,8 +32,8 @@ import triton
 import triton.language as tl
 
 from kanbench.kernels.launch import check_launchable, needs_ieee_dot, sm_count
-from kanbench.kernels.spark_decode_layout import MAX_DECODE_ROWS
-from kanbench.kernels.spark_topk_triton import row_block, row_mean_std, row_mean_std_chunked, row_warps
+from kanbench.kernels.spark_ffn.decode_layout import MAX_DECODE_ROWS
+from kanbench.kernels.spark_ffn.topk_triton import row_block, row_mean_std, row_mean_std_chunked, row_warps
 from kanbench.kernels.triton_dot import dot
 
 # Tiles: slots (active neurons) per program in the gate and down kernels, inner-dimension chunk, output columns per
