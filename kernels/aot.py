@@ -25,6 +25,7 @@ import triton
 
 from kanbench.kernels.grkan import fused_triton as fused
 from kanbench.kernels.grkan import rational_triton as rational
+from kanbench.kernels.relu_kan import fused_triton as relu
 from kanbench.kernels.spark_ffn import decode_triton as decode
 from kanbench.kernels.spark_ffn import topk_triton as topk
 
@@ -144,6 +145,28 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
     return specs
 
 
+def relu_kan_specs(dtype: str = "bf16") -> list[KernelSpec]:
+    """The fused ReLU-KAN kernels at their wrapper's tiles, fp32 (IEEE dots) and ``dtype`` operands."""
+    tiles = {"BLOCK_M": relu.BLOCK_M, "BLOCK_N": relu.BLOCK_N}
+    specs = []
+    for operands in ("fp32", dtype):
+        ieee = {"IEEE": operands == "fp32"}
+        sizes = {**_ints("M", "N", "d_in", "n_bases"), "r": "fp32"}
+        specs += [
+            KernelSpec(f"relu_kan fused fwd {operands}", relu._forward_kernel,
+                       {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
+                       {"HAS_BIAS": True, **ieee, **tiles, "BLOCK_K": relu.BLOCK_K}, divisible=("M", "N", "d_in")),
+            KernelSpec(f"relu_kan fused dW {operands}", relu._weight_grad_kernel,
+                       {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
+                       {**ieee, **tiles, "BLOCK_K": relu.BLOCK_K}, divisible=("M", "N", "d_in")),
+            KernelSpec(f"relu_kan fused dx ds de {operands}", relu._input_grad_kernel,
+                       {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "dx_ptr"),
+                        **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
+                       {**ieee, **tiles, "BLOCK_I": relu.BLOCK_K}, divisible=("M", "N", "d_in")),
+        ]
+    return specs
+
+
 def compile_spec(spec: KernelSpec, arch: str = "sm_90") -> Any:
     """The compiled kernel (its ``asm`` holds ttir ... ptx, cubin; ``metadata.shared`` its shared memory)."""
     from triton.backends.compiler import GPUTarget
@@ -190,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.json:
         print(f"triton {triton.__version__}, target {args.arch}")
         print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")
-    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs():
+    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs() + relu_kan_specs():
         kernel = compile_spec(spec, args.arch)
         registers, spills = ptxas_usage(kernel, args.arch)
         rows.append({"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills})

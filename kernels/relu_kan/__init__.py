@@ -1,0 +1,37 @@
+"""The ``triton`` impl of ``relu_kan``: each ReLU-KAN layer as fused Triton matmuls that compute the bases on their
+tiles (kernels/relu_kan/fused_triton.py), so the (N, (G+k)·d_in) basis tensor is never written, forward or
+backward. Built from the reference modules (same parameters and names), so the gate loads one state dict into both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kanbench.kernels.launch import triton_emulated, triton_unavailable
+from kanbench.registry import Impl, register_impl
+from kanbench.variants.relu_kan import ReLUKANBlock, ReLUKANLayer
+
+
+class FusedReLUKANLayer(ReLUKANLayer):
+    """:class:`ReLUKANLayer` computed by the fused kernels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kanbench.kernels.relu_kan.fused_triton import relu_kan_linear
+
+        return relu_kan_linear(x, self.start, self.end, self.linear.weight, self.linear.bias, self.r)
+
+
+def _use_fused(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if type(m) is ReLUKANLayer:
+            m.__class__ = FusedReLUKANLayer
+    return module
+
+
+register_impl("relu_kan", Impl(
+    "triton", block=lambda d_model, d_hidden, **hp: _use_fused(ReLUKANBlock(d_model, d_hidden, **hp)),
+    layer=lambda d_in, d_out, **hp: _use_fused(ReLUKANLayer(d_in, d_out, **hp)), devices=("cpu", "cuda"),
+    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
+    description="fused Triton matmuls computing the bases on their tiles, forward and backward (no basis tensor)",
+))
