@@ -23,9 +23,9 @@ from typing import Any
 
 import triton
 
+from kanbench.kernels import kan_linear_triton as kan
 from kanbench.kernels.grkan import fused_triton as fused
 from kanbench.kernels.grkan import rational_triton as rational
-from kanbench.kernels.relu_kan import fused_triton as relu
 from kanbench.kernels.spark_ffn import decode_triton as decode
 from kanbench.kernels.spark_ffn import topk_triton as topk
 
@@ -145,25 +145,28 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
     return specs
 
 
-def relu_kan_specs(dtype: str = "bf16") -> list[KernelSpec]:
-    """The fused ReLU-KAN kernels at their wrapper's tiles, fp32 (IEEE dots) and ``dtype`` operands."""
-    tiles = {"BLOCK_M": relu.BLOCK_M, "BLOCK_N": relu.BLOCK_N}
+def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
+    """The fused KAN-layer kernels (kernels/kan_linear_triton.py) for ReLU-KAN and B-spline KAN (order 3) at their
+    wrapper's tiles, fp32 (IEEE dots) and ``dtype`` operands."""
+    tiles = {"BLOCK_M": kan.BLOCK_M, "BLOCK_N": kan.BLOCK_N}
+    sizes = {**_ints("M", "N", "d_in", "n_features"), "r": "fp32", "t0": "fp32", "h": "fp32"}
     specs = []
-    for operands in ("fp32", dtype):
-        ieee = {"IEEE": operands == "fp32"}
-        sizes = {**_ints("M", "N", "d_in", "n_bases"), "r": "fp32"}
-        specs += [
-            KernelSpec(f"relu_kan fused fwd {operands}", relu._forward_kernel,
-                       {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
-                       {"HAS_BIAS": True, **ieee, **tiles, "BLOCK_K": relu.BLOCK_K}, divisible=("M", "N", "d_in")),
-            KernelSpec(f"relu_kan fused dW {operands}", relu._weight_grad_kernel,
-                       {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
-                       {**ieee, **tiles, "BLOCK_K": relu.BLOCK_K}, divisible=("M", "N", "d_in")),
-            KernelSpec(f"relu_kan fused dx ds de {operands}", relu._input_grad_kernel,
-                       {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "dx_ptr"),
-                        **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
-                       {**ieee, **tiles, "BLOCK_I": relu.BLOCK_K}, divisible=("M", "N", "d_in")),
-        ]
+    for family, name in ((kan.RELU, "relu_kan"), (kan.BSPLINE, "bspline_kan")):
+        for operands in ("fp32", dtype):
+            fixed = {"FAMILY": family, "ORDER": 3, "IEEE": operands == "fp32", **tiles}
+            specs += [
+                KernelSpec(f"{name} fused fwd {operands}", kan._forward_kernel,
+                           {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
+                           {**fixed, "HAS_BIAS": family == kan.RELU, "BLOCK_K": kan.BLOCK_K},
+                           divisible=("M", "N", "d_in")),
+                KernelSpec(f"{name} fused dW {operands}", kan._weight_grad_kernel,
+                           {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
+                           {**fixed, "BLOCK_K": kan.BLOCK_K}, divisible=("M", "N", "d_in")),
+                KernelSpec(f"{name} fused dx {operands}", kan._input_grad_kernel,
+                           {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "dx_ptr"),
+                            **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
+                           {**fixed, "BLOCK_I": kan.BLOCK_K}, divisible=("M", "N", "d_in")),
+            ]
     return specs
 
 
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.json:
         print(f"triton {triton.__version__}, target {args.arch}")
         print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")
-    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs() + relu_kan_specs():
+    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs():
         kernel = compile_spec(spec, args.arch)
         registers, spills = ptxas_usage(kernel, args.arch)
         rows.append({"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills})

@@ -11,7 +11,7 @@ import torch
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
-from kanbench.kernels.relu_kan.fused_triton import relu_kan_linear
+from kanbench.kernels.kan_linear_triton import relu_kan_linear
 from kanbench.variants.relu_kan import ReLUKANLayer, edge_inputs
 
 CUDA = torch.cuda.is_available()

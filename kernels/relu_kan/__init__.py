@@ -1,6 +1,7 @@
 """The ``triton`` impl of ``relu_kan``: each ReLU-KAN layer as fused Triton matmuls that compute the bases on their
-tiles (kernels/relu_kan/fused_triton.py), so the (N, (G+k)·d_in) basis tensor is never written, forward or
-backward. Built from the reference modules (same parameters and names), so the gate loads one state dict into both.
+tiles (kernels/kan_linear_triton.py, shared with bspline_kan), so the (N, (G+k)·d_in) basis tensor is never
+written, forward or backward. Built from the reference modules (same parameters and names), so the gate loads one
+state dict into both.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class FusedReLUKANLayer(ReLUKANLayer):
     """:class:`ReLUKANLayer` computed by the fused kernels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from kanbench.kernels.relu_kan.fused_triton import relu_kan_linear
+        from kanbench.kernels.kan_linear_triton import relu_kan_linear
 
         return relu_kan_linear(x, self.start, self.end, self.linear.weight, self.linear.bias, self.r)
 

@@ -1,0 +1,263 @@
+"""A KAN layer ``y = Φ(x) Wᵀ (+ b)`` whose matmuls compute the features Φ on their tiles as they load them: the
+(N, n_features·d_in) feature tensor never goes to memory, forward or backward. It serves two variants
+(kernels/relu_kan/, kernels/bspline_kan/), chosen by the constexpr FAMILY; feature column c = j·d_in + i (feature
+index j outer, input coordinate i inner).
+
+RELU (ReLU-KAN, kanbench/variants/relu_kan.py): for basis j with interval ends s_ij, e_ij,
+
+    a = ReLU(e_ij − x_i),  b = ReLU(x_i − s_ij),  Φ_ij = r·(a·b)²,  r = 16·G⁴/(k+1)⁴
+    ∂Φ/∂x = 2r·a·b·(a − b),   ∂Φ/∂s = −2r·a²·b,   ∂Φ/∂e = 2r·a·b²
+
+(zero wherever a or b is: ReLU's zero subgradient at the kinks, as autograd takes it).
+
+BSPLINE (B-spline KAN, kanbench/variants/bspline_kan.py): feature 0 is SiLU(x_i) (the base path), feature
+j ≥ 1 the B-spline basis b = j − 1 of order K on the uniform grid t_b = t0 + b·h. On a uniform grid every basis is
+the cardinal B-spline N_K shifted and scaled, evaluated in closed form (a few multiply-adds, no recursion):
+
+    B_b(x) = N_K(u),  u = (x − t_b)/h,  N_K(u) = 1/K! · Σ_{m=0}^{K+1} (−1)^m·C(K+1, m)·(v − m)₊^K  on [0, K+1)
+
+with v = min(u, K+1−u) (N_K is symmetric, and the smaller argument keeps the alternating sum free of
+cancellation), and ∂B_b/∂x = (N_{K−1}(u) − N_{K−1}(u−1))/h. At order 1 that derivative jumps at the knots: an
+input exactly on one may take the other one-sided derivative than autograd (u from fp32 knots lands within an
+ulp of the integer); orders ≥ 2 are continuous there. The weight is [W_base | W_spline ⊙ scaler] in this
+column order, assembled by the caller (its gradient flows back through torch).
+
+Kernels, each a matmul whose Φ tiles are computed from x as they are loaded:
+
+    forward      Y  = Φ(X) · Wᵀ + b                  K loop over the feature columns
+    weights      dW = dYᵀ · Φ(X)                      K loop over the N rows
+    inputs       G_j = dY · W[:, j·d_in + i]          for each feature j, K loop over d_out, then
+                 dx_i = Σ_j G_j·∂Φ_j/∂x and (RELU) per row block partial sums Σ_rows G_j·∂Φ_j/∂s|e
+                 (summed over the row blocks afterwards: deterministic, no atomics)
+    db = Σ_rows dY
+
+Saved for backward: x (and the small per-feature parameters), never Φ. Features are evaluated in fp32; the matmul
+operands are rounded to the input's dtype (fp32 operands multiplied in IEEE fp32, not TF32) with fp32 accumulation.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kanbench.kernels.launch import check_launchable, needs_ieee_dot
+from kanbench.kernels.triton_dot import dot
+
+BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
+RELU, BSPLINE = 0, 1  # FAMILY
+
+
+@triton.jit
+def _bases(x, s, e, r):
+    """ReLU-KAN: (a, b, Φ) of inputs ``x`` against interval ends ``s``, ``e`` (broadcast), all fp32."""
+    a = tl.maximum(e - x, 0.0)
+    b = tl.maximum(x - s, 0.0)
+    ab = a * b
+    return a, b, r * ab * ab
+
+
+@triton.jit
+def _cardinal(u, K: tl.constexpr):
+    """N_K(u), the cardinal B-spline of order K (support [0, K+1)), in closed form (module docstring)."""
+    v = tl.minimum(u, K + 1 - u)
+    total = tl.zeros_like(u)
+    binom = 1.0
+    sign = 1.0
+    factorial = 1.0
+    for m in tl.static_range(K + 2):
+        d = tl.maximum(v - m, 0.0)
+        power = tl.where(v >= m, 1.0, 0.0)
+        for _ in tl.static_range(K):
+            power = power * d
+        total += sign * binom * power
+        binom = binom * (K + 1 - m) / (m + 1)
+        sign = -sign
+    for q in tl.static_range(1, K + 1):
+        factorial = factorial * q
+    return tl.where((u >= 0.0) & (u < K + 1), total / factorial, 0.0)
+
+
+@triton.jit
+def _feature(x, j, s, e, r, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr):
+    """Φ_j(x) in fp32 (``s``, ``e``: ReLU-KAN's interval ends, unused by the B-spline family)."""
+    if FAMILY == 0:
+        _, _, phi = _bases(x, s, e, r)
+    else:
+        u = (x - (t0 + (j - 1) * h)) / h
+        spline = _cardinal(u, ORDER)
+        silu = x / (1.0 + tl.exp(-x))
+        phi = tl.where(j == 0, silu, spline)
+    return phi
+
+
+@triton.jit
+def _feature_tile(x_ptr, s_ptr, e_ptr, rows, cols, row_ok, col_ok, d_in, n_features, r, t0, h,
+                  FAMILY: tl.constexpr, ORDER: tl.constexpr):
+    """Φ(X)[rows, cols] (fp32) for feature columns ``cols`` (c = j·d_in + i); zero outside the bounds."""
+    i = cols % d_in
+    j = cols // d_in
+    x = tl.load(x_ptr + rows[:, None] * d_in + i[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
+    if FAMILY == 0:
+        s = tl.load(s_ptr + i * n_features + j, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        e = tl.load(e_ptr + i * n_features + j, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    else:
+        s = 0.0
+        e = 0.0
+    phi = _feature(x.to(tl.float32), j[None, :], s, e, r, t0, h, FAMILY, ORDER)
+    return tl.where(row_ok[:, None] & col_ok[None, :], phi, 0.0)
+
+
+@triton.jit
+def _forward_kernel(x_ptr, s_ptr, e_ptr, w_ptr, bias_ptr, y_ptr, M, N, d_in, n_features, r, t0, h,
+                    FAMILY: tl.constexpr, ORDER: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Y[M, N] = Φ(X) · Wᵀ + b, W of shape (N, K), K = n_features·d_in."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    outs = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok, out_ok = rows < M, outs < N
+    K = n_features * d_in
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        col_ok = cols < K
+        phi = _feature_tile(x_ptr, s_ptr, e_ptr, rows, cols, row_ok, col_ok, d_in, n_features, r, t0, h, FAMILY,
+                            ORDER)
+        w = tl.load(w_ptr + outs[None, :] * K + cols[:, None], mask=col_ok[:, None] & out_ok[None, :], other=0.0)
+        acc += dot(phi.to(w.dtype), w, IEEE)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + outs, mask=out_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + rows[:, None] * N + outs[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=row_ok[:, None] & out_ok[None, :])
+
+
+@triton.jit
+def _weight_grad_kernel(x_ptr, s_ptr, e_ptr, dy_ptr, dw_ptr, M, N, d_in, n_features, r, t0, h,
+                        FAMILY: tl.constexpr, ORDER: tl.constexpr, IEEE: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """dW[N, K] = dYᵀ · Φ(X): this program's (outputs × feature columns) tile, the loop over row tiles."""
+    outs = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    K = n_features * d_in
+    out_ok, col_ok = outs < N, cols < K
+    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    for m0 in range(0, M, BLOCK_M):
+        rows = m0 + tl.arange(0, BLOCK_M)
+        row_ok = rows < M
+        phi = _feature_tile(x_ptr, s_ptr, e_ptr, rows, cols, row_ok, col_ok, d_in, n_features, r, t0, h, FAMILY,
+                            ORDER)
+        dy_t = tl.load(dy_ptr + rows[None, :] * N + outs[:, None], mask=out_ok[:, None] & row_ok[None, :], other=0.0)
+        acc += dot(dy_t, phi.to(dy_t.dtype), IEEE)
+    tl.store(dw_ptr + outs[:, None] * K + cols[None, :], acc.to(dw_ptr.dtype.element_ty),
+             mask=out_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
+def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, de_part_ptr,
+                       M, N, d_in, n_features, r, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr,
+                       IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """dx[rows, i] and (RELU) this row block's partial ds, de[i, :] for a tile of rows × input coordinates."""
+    pid_m = tl.program_id(0)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ins = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    row_ok, in_ok = rows < M, ins < d_in
+    both = row_ok[:, None] & in_ok[None, :]
+    K = n_features * d_in
+    x = tl.load(x_ptr + rows[:, None] * d_in + ins[None, :], mask=both, other=0.0).to(tl.float32)
+    dx = tl.zeros([BLOCK_M, BLOCK_I], dtype=tl.float32)
+    for j in range(0, n_features):
+        cols = j * d_in + ins
+        g = tl.zeros([BLOCK_M, BLOCK_I], dtype=tl.float32)  # G_j = dY · W[:, cols]
+        for n0 in range(0, N, BLOCK_N):
+            outs = n0 + tl.arange(0, BLOCK_N)
+            out_ok = outs < N
+            dy = tl.load(dy_ptr + rows[:, None] * N + outs[None, :], mask=row_ok[:, None] & out_ok[None, :],
+                         other=0.0)
+            w = tl.load(w_ptr + outs[:, None] * K + cols[None, :], mask=out_ok[:, None] & in_ok[None, :], other=0.0)
+            g += dot(dy, w, IEEE)
+        g = tl.where(both, g, 0.0)
+        if FAMILY == 0:
+            s = tl.load(s_ptr + ins * n_features + j, mask=in_ok, other=0.0).to(tl.float32)[None, :]
+            e = tl.load(e_ptr + ins * n_features + j, mask=in_ok, other=0.0).to(tl.float32)[None, :]
+            a, b, _ = _bases(x, s, e, r)
+            g = g * (2.0 * r) * a * b  # 2r·a·b·G, shared by the three derivatives
+            dx += g * (a - b)
+            tl.store(ds_part_ptr + (pid_m * d_in + ins) * n_features + j, tl.sum(-g * a, axis=0), mask=in_ok)
+            tl.store(de_part_ptr + (pid_m * d_in + ins) * n_features + j, tl.sum(g * b, axis=0), mask=in_ok)
+        else:
+            if j == 0:  # SiLU'(x) = σ(x)·(1 + x·(1 − σ(x)))
+                sigma = 1.0 / (1.0 + tl.exp(-x))
+                dx += g * sigma * (1.0 + x * (1.0 - sigma))
+            else:  # ∂B/∂x = (N_{K−1}(u) − N_{K−1}(u − 1)) / h
+                u = (x - (t0 + (j - 1) * h)) / h
+                dx += g * (_cardinal(u, ORDER - 1) - _cardinal(u - 1.0, ORDER - 1)) / h
+    tl.store(dx_ptr + rows[:, None] * d_in + ins[None, :], dx.to(dx_ptr.dtype.element_ty), mask=both)
+
+
+def _grid(*sizes: tuple[int, int]) -> tuple[int, ...]:
+    return tuple(triton.cdiv(n, block) for n, block in sizes)
+
+
+class KANLinear(torch.autograd.Function):
+    """``y = Φ(x)·Wᵀ + b`` with the features computed inside the matmuls, forward and backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, start: torch.Tensor | None, end: torch.Tensor | None, weight: torch.Tensor,
+                bias: torch.Tensor | None, family: int, n_features: int, r: float, t0: float, h: float,
+                order: int) -> torch.Tensor:
+        check_launchable(x, "KAN linear (triton)")
+        lead, d_in = x.shape[:-1], x.shape[-1]
+        x2 = x.reshape(-1, d_in).contiguous()
+        weight = weight.to(x.dtype).contiguous()
+        # RELU reads the interval ends; BSPLINE has none (x stands in for the unused pointers)
+        start = start.contiguous() if start is not None else x2
+        end = end.contiguous() if end is not None else x2
+        M, N = x2.shape[0], weight.shape[0]
+        y = torch.empty(M, N, device=x.device, dtype=x.dtype)
+        scalars = (r, t0, h)
+        _forward_kernel[_grid((M, BLOCK_M), (N, BLOCK_N))](
+            x2, start, end, weight, bias if bias is not None else y, y, M, N, d_in, n_features, *scalars,
+            FAMILY=family, ORDER=order, HAS_BIAS=bias is not None, IEEE=needs_ieee_dot(x.dtype),
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        ctx.save_for_backward(x2, start, end, weight)
+        ctx.meta = (lead, bias is not None, family, n_features, scalars, order)
+        return y.reshape(*lead, N)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        x2, start, end, weight = ctx.saved_tensors
+        lead, has_bias, family, n_features, scalars, order = ctx.meta
+        M, d_in = x2.shape
+        N = weight.shape[0]
+        dy = dy.reshape(M, N).to(x2.dtype).contiguous()
+        ieee = needs_ieee_dot(x2.dtype)
+        dw = torch.empty(N, n_features * d_in, device=x2.device, dtype=torch.float32)
+        _weight_grad_kernel[_grid((N, BLOCK_N), (n_features * d_in, BLOCK_K))](
+            x2, start, end, dy, dw, M, N, d_in, n_features, *scalars, FAMILY=family, ORDER=order, IEEE=ieee,
+            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        row_blocks = triton.cdiv(M, BLOCK_M)
+        dx = torch.empty_like(x2)
+        parts = (row_blocks, d_in, n_features) if family == RELU else (1,)
+        ds_part = torch.zeros(parts, device=x2.device, dtype=torch.float32)
+        de_part = torch.zeros_like(ds_part)
+        _input_grad_kernel[_grid((M, BLOCK_M), (d_in, BLOCK_K))](
+            x2, start, end, weight, dy, dx, ds_part, de_part, M, N, d_in, n_features, *scalars, FAMILY=family,
+            ORDER=order, IEEE=ieee, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_I=BLOCK_K)
+        ds = de = None
+        if family == RELU:  # row blocks summed in a fixed order
+            ds, de = ds_part.sum(0).to(start.dtype), de_part.sum(0).to(end.dtype)
+        db = dy.float().sum(0).to(weight.dtype) if has_bias else None
+        return dx.reshape(*lead, d_in), ds, de, dw.to(weight.dtype), db, None, None, None, None, None, None
+
+
+def relu_kan_linear(x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor | None, r: float) -> torch.Tensor:
+    """A ReLU-KAN layer: ``weight`` (d_out, (G+k)·d_in) in the paper's column order, ``start``/``end`` (d_in, G+k)."""
+    return KANLinear.apply(x, start, end, weight, bias, RELU, start.shape[1], r, 0.0, 1.0, 1)
+
+
+def bspline_kan_linear(x: torch.Tensor, weight: torch.Tensor, t0: float, h: float, order: int) -> torch.Tensor:
+    """A B-spline KAN layer: ``weight`` = [W_base | W_spline ⊙ scaler] of shape (d_out, (1 + G+k)·d_in), columns
+    feature-major; knots ``t_b = t0 + b·h`` (the first knot of the extended grid and the spacing)."""
+    n_features = weight.shape[1] // x.shape[-1]
+    return KANLinear.apply(x, None, None, weight, None, BSPLINE, n_features, 0.0, t0, h, order)
