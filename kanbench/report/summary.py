@@ -45,11 +45,12 @@ def _g(value: float) -> str:
 def _latency_cell(stats: dict[str, float], status: str, base_median: float | None, is_base: bool) -> tuple:
     if status not in MEASURED:
         return (status,)
-    median = _g(stats["median"])
-    parts = [NOISY_MARK + median if status == "noisy" else median]
+    median = (NOISY_MARK if status == "noisy" else "") + _g(stats["median"])
     low, high = ("p20", "p80") if "p20" in stats else ("q1", "q3")  # imported pytest-benchmark runs: quartiles
     if low in stats and high in stats:
-        parts.append(f"{_g(stats[low])}–{_g(stats[high])}")
+        spread = 100 * (stats[high] - stats[low]) / 2 / stats["median"]
+        median += f" ±{spread:.0f}%" if spread >= 10 else f" ±{spread:.1f}%"
+    parts = [median]
     if is_base:
         parts.append("baseline")
     elif base_median is not None:
@@ -65,7 +66,8 @@ def _mode_order(key: tuple[str, int]) -> tuple[int, int]:
 def latency_sections(df: pd.DataFrame) -> list[Section]:
     """One table per device, dtype, form and width: rows variant/impl, one column per mode (and token count).
 
-    Cell: median ms; p20–p80 ms; speed-up over the baseline variant's reference (> 1 = faster).
+    Cell: median ms ± half the p20–p80 range (relative to the median); speed-up over the baseline variant's
+    reference (> 1 = faster). The detailed table (report.md) has p20 and p80 themselves and the ratio's interval.
     """
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
     lat = lat[lat.status != "skipped"]
@@ -94,7 +96,7 @@ def latency_sections(df: pd.DataFrame) -> list[Section]:
                 row[f"{mode}\n{tokens} tok"] = _latency_cell(stats[key], status[key], base_median, key == base)
             rows.append(row)
         quartiles = "p20" not in set(part.stat)  # an imported pytest-benchmark run
-        notes = [f"cell: median ms / {'q1–q3' if quartiles else 'p20–p80'} ms / speed-up over "
+        notes = [f"cell: median ms ± half the {'q1–q3' if quartiles else 'p20–p80'} range / speed-up over "
                  f"{baseline}/{REFERENCE} (> 1 = faster)"]
         if (part.status == "noisy").any():
             notes.append(f"{NOISY_MARK} measured while other processes took the CPU (status noisy): re-take on "
@@ -142,12 +144,19 @@ def not_run_lines(df: pd.DataFrame, limit: int = 12) -> list[str]:
     """Rows that are neither measured nor noisy, one line per (status, reason): which variant/impls, harnesses
     and modes it covers."""
     bad = df[~df.status.isin(MEASURED)]
+    # A reason shared by many configurations (skips) is one line; a gate verdict carries its own numbers for each
+    # configuration, so those are one line per variant/impl, with the first verdict as the example.
+    per_impl = bad.status.isin(["mismatch", "error", "oom"])
+    key = bad.message.where(~per_impl, bad.variant + "/" + bad.impl)
     lines = []
-    for (status, message), group in bad.groupby(["status", "message"], sort=True):
+    for (status, _), group in bad.groupby([bad.status, key], sort=True):
         impls = ", ".join(dict.fromkeys(group.variant + "/" + group.impl))
         harnesses = ", ".join(dict.fromkeys(group.harness))
         modes = ", ".join(dict.fromkeys(group["mode"]))
-        lines.append(f"{status}: {impls} [{harnesses}; {modes}]: {message}")
+        verdicts = group.message.str.removeprefix("not measured, rejected by the correctness gate: ")
+        message, others = verdicts.iloc[0], verdicts.nunique() - 1
+        more = f" (and {others} other verdict{'s' if others > 1 else ''}: report.md)" if others else ""
+        lines.append(f"{status}: {impls} [{harnesses}; {modes}]: {message}{more}")
     if len(lines) > limit:
         lines = lines[:limit] + [f"… {len(lines) - limit} more reasons: see report.md"]
     return lines

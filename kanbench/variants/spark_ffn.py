@@ -60,6 +60,7 @@ def validate(d_model: int, d_hidden: int, k_fraction: float = 0.08, r: int | Non
                          f"got {rr!r}.")
 
 
+@torch.compiler.assume_constant_result  # a function of the shapes alone: no graph break in the compiled impl
 def quantile_factor(k: int, d: int) -> float:
     """c = Q(1 - k/d), the standard-normal quantile of the kept fraction."""
     return NormalDist().inv_cdf(1.0 - k / d)
