@@ -116,7 +116,7 @@ class Latency(Harness):
             return []
         what = "first forward and backward" if key[2] else "first forward"
         return [ctx.row(config, self.name, mode, "compile_time", seconds[key], "s", params=params,
-                        message=f"{what} of this shape, compilation included; {module.cache_note}")]
+                        message=f"{what} of this shape, compilation included; {module.cache_note(key)}")]
 
     def contention_rows(self, ctx: RunContext, config: Config, mode: str, measured: timing.Timing,
                         params: int) -> list[dict[str, Any]]:
