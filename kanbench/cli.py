@@ -13,6 +13,7 @@ import argparse
 import itertools
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
 import torch
@@ -36,8 +37,10 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     title = "impls usable here" if args.usable else "impls (✗: cannot run here, see below)"
     table = Table(title=f"kanbench variants (this machine: {', '.join(devices)})")
-    for column in ("name", "paper", "forms", title, "defaults"):
+    wide = console.width >= 140  # narrower: paper and defaults move under the table, one wrapped line each
+    for column in ("name", "paper", "forms", title, "defaults") if wide else ("name", "forms", title):
         table.add_column(column, overflow="fold")
+    details: list[str] = []
     reasons: dict[str, list[str]] = {}
     for name in names:
         spec = get_variant(name)
@@ -50,10 +53,17 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
                 shown.append(f"✗ {impl}")
                 reasons.setdefault(why[-1], []).append(f"{name}/{impl}")
         defaults = ", ".join(f"{k}={_format_default(v)}" for k, v in spec.defaults.items()) or "-"
-        table.add_row(name, spec.paper, ", ".join(spec.forms), ", ".join(shown), defaults)
+        if wide:
+            table.add_row(name, spec.paper, ", ".join(spec.forms), ", ".join(shown), defaults)
+        else:
+            table.add_row(name, ", ".join(spec.forms), ", ".join(shown))
+            details.append(f"{name}: {spec.paper}; defaults {defaults}")
     console.print(table)
-    for reason, impls in reasons.items():
-        console.print(f"✗ {', '.join(impls)}: {reason}", highlight=False)
+    lines = details + [f"✗ {', '.join(impls)}: {reason}" for reason, impls in reasons.items()]
+    for line in lines:
+        for part in textwrap.wrap(line, max(40, console.width - 1), subsequent_indent="    ",
+                                  break_on_hyphens=False, break_long_words=False):
+            console.print(part, highlight=False, markup=False)
     return 0
 
 

@@ -1,12 +1,15 @@
 """What every Triton impl checks: whether Triton can run here, whether a timing would mean anything, and what a
-kernel wrapper checks before a launch."""
+kernel wrapper checks before a launch; and how a kernel impl is built from the reference modules."""
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import nn
 
 FLOAT_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -65,3 +68,25 @@ def triton_emulated(device: str) -> str | None:
         return ("not timed: on a CPU the Triton kernels run in the TRITON_INTERPRET=1 emulator (checked for "
                 "correctness; its time measures numpy, not the kernel)")
     return None
+
+
+def swapped(build: Callable[..., nn.Module], reference: type[nn.Module],
+            replacement: type[nn.Module]) -> Callable[..., nn.Module]:
+    """A constructor: ``build(...)``, then every submodule of exactly class ``reference`` given class
+    ``replacement`` (a subclass computing the same function with kernels): the parameters, buffers and their names
+    stay the reference's, so the gate loads one state dict into both."""
+
+    def make(*args: Any, **hparams: Any) -> nn.Module:
+        module = build(*args, **hparams)
+        for m in module.modules():
+            if type(m) is reference:
+                m.__class__ = replacement
+        return module
+
+    return make
+
+
+def triton_runs() -> dict[str, Any]:
+    """Where a Triton impl runs: CUDA (and the CPU interpreter for tests), fp32/bf16/fp16 inputs."""
+    return {"devices": ("cpu", "cuda"), "dtypes": FLOAT_INPUTS, "unavailable": triton_unavailable,
+            "emulated": triton_emulated}

@@ -5,20 +5,14 @@ spline orders 1-3; fp32, bf16, fp16 through the gate; a bit-identical backward.
 Without a GPU these run under TRITON_INTERPRET=1 (set in conftest.py) at small sizes; the `gpu` test runs the
 compiled kernels on a CUDA device and skips without one."""
 
-import os
-
 import pytest
 import torch
+from kernel_devices import DEVICES, gpu
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
 from kanbench.registry import create_layer
 from kanbench.variants.bspline_kan import edge_inputs
-
-CUDA = torch.cuda.is_available()
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-DEVICES = (["cpu"] if INTERPRETED else []) + (["cuda"] if CUDA else [])
-gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU; the interpreter twins above cover the same checks")
 
 
 def run(layer, x, dy):

@@ -3,20 +3,13 @@
 Without a GPU these run under TRITON_INTERPRET=1 (set in conftest.py) at small sizes; the `gpu` tests run the
 compiled kernels on a CUDA device and skip without one."""
 
-import os
-
 import pytest
 import torch
+from kernel_devices import CUDA, DEVICES, INTERPRETED, gpu
 
 from kanbench.kernels.grkan.rational_triton import rational_backward, rational_triton
 from kanbench.registry import create_block, get_variant
 from kanbench.variants.grkan import rational
-
-CUDA = torch.cuda.is_available()
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# the CPU runs are the interpreter twins (every machine without a GPU); a GPU machine runs the compiled kernels
-DEVICES = (["cpu"] if INTERPRETED else []) + (["cuda"] if CUDA else [])
-gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU; the interpreter twins above cover the same checks")
 
 
 def coefficients(groups, shared, generator):

@@ -4,20 +4,14 @@ multiples of the tiles, with inputs on the kinks and outside the intervals; fp32
 Without a GPU these run under TRITON_INTERPRET=1 (set in conftest.py) at small sizes; the `gpu` tests run the
 compiled kernels on a CUDA device and skip without one."""
 
-import os
-
 import pytest
 import torch
+from kernel_devices import DEVICES, gpu
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
 from kanbench.kernels.kan_linear_triton import relu_kan_linear
 from kanbench.variants.relu_kan import ReLUKANLayer, edge_inputs
-
-CUDA = torch.cuda.is_available()
-INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-DEVICES = (["cpu"] if INTERPRETED else []) + (["cuda"] if CUDA else [])
-gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU; the interpreter twins above cover the same checks")
 
 
 def layer_and_input(rows, d_in, d_out, seed):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kanbench.kernels.launch import triton_emulated, triton_unavailable
+from kanbench.kernels.launch import swapped, triton_runs
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.bspline_kan import BSplineKANBlock, BSplineKANLayer
 
@@ -46,17 +46,9 @@ class FusedBSplineKANLayer(BSplineKANLayer):
         return bspline_kan_linear(x, weight, t0, h, self.spline_order)
 
 
-def _use_fused(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if type(m) is BSplineKANLayer:
-            m.__class__ = FusedBSplineKANLayer
-    return module
-
-
 register_impl("bspline_kan", Impl(
-    "triton", block=lambda d_model, d_hidden, **hp: _use_fused(BSplineKANBlock(d_model, d_hidden, **hp)),
-    layer=lambda d_in, d_out, **hp: _use_fused(BSplineKANLayer(d_in, d_out, **hp)), devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
+    "triton", block=swapped(BSplineKANBlock, BSplineKANLayer, FusedBSplineKANLayer),
+    layer=swapped(BSplineKANLayer, BSplineKANLayer, FusedBSplineKANLayer), **triton_runs(),
     description="fused Triton matmuls evaluating SiLU and the B-spline bases in closed form on their tiles, forward "
                 "and backward (no basis tensor)",
 ))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kanbench.kernels.launch import triton_emulated, triton_unavailable
+from kanbench.kernels.launch import swapped, triton_runs
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.grkan import GRKANBlock, GRKANLayer, GroupRational
 
@@ -33,17 +33,11 @@ def with_rational(rational: type[GroupRational]) -> dict[str, Callable[..., nn.M
     """The block, layer and op constructors of the reference modules with every :class:`GroupRational` computed by
     ``rational`` (same parameters and names; only the class changes)."""
 
-    def swap(module: nn.Module) -> nn.Module:
-        for m in module.modules():
-            if type(m) is GroupRational:
-                m.__class__ = rational
-        return module
-
     def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> nn.Module:
         return rational(groups, init, shared_numerator)
 
-    return {"block": lambda d_model, d_hidden, **hp: swap(GRKANBlock(d_model, d_hidden, **hp)),
-            "layer": lambda d_in, d_out, **hp: swap(GRKANLayer(d_in, d_out, **hp)), "op": op}
+    return {"block": swapped(GRKANBlock, GroupRational, rational),
+            "layer": swapped(GRKANLayer, GroupRational, rational), "op": op}
 
 
 class FusedGRKANLayer(GRKANLayer):
@@ -56,22 +50,13 @@ class FusedGRKANLayer(GRKANLayer):
                                self.linear.bias)
 
 
-def _use_fused(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if type(m) is GRKANLayer:
-            m.__class__ = FusedGRKANLayer
-    return module
-
-
 register_impl("grkan", Impl(
-    "triton", **with_rational(TritonGroupRational), devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
+    "triton", **with_rational(TritonGroupRational), **triton_runs(),
     description="fused Triton rational, forward and backward (deterministic two-stage coefficient reduction)",
 ))
 register_impl("grkan", Impl(
-    "triton_fused", block=lambda d_model, d_hidden, **hp: _use_fused(GRKANBlock(d_model, d_hidden, **hp)),
-    layer=lambda d_in, d_out, **hp: _use_fused(GRKANLayer(d_in, d_out, **hp)), devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
+    "triton_fused", block=swapped(GRKANBlock, GRKANLayer, FusedGRKANLayer),
+    layer=swapped(GRKANLayer, GRKANLayer, FusedGRKANLayer), **triton_runs(),
     description="each layer one Triton matmul applying F to its input tiles as loaded; backward recomputes F",
 ))
 

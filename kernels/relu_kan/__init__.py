@@ -7,9 +7,8 @@ state dict into both.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from kanbench.kernels.launch import triton_emulated, triton_unavailable
+from kanbench.kernels.launch import swapped, triton_runs
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.relu_kan import ReLUKANBlock, ReLUKANLayer
 
@@ -23,16 +22,8 @@ class FusedReLUKANLayer(ReLUKANLayer):
         return relu_kan_linear(x, self.start, self.end, self.linear.weight, self.linear.bias, self.r)
 
 
-def _use_fused(module: nn.Module) -> nn.Module:
-    for m in module.modules():
-        if type(m) is ReLUKANLayer:
-            m.__class__ = FusedReLUKANLayer
-    return module
-
-
 register_impl("relu_kan", Impl(
-    "triton", block=lambda d_model, d_hidden, **hp: _use_fused(ReLUKANBlock(d_model, d_hidden, **hp)),
-    layer=lambda d_in, d_out, **hp: _use_fused(ReLUKANLayer(d_in, d_out, **hp)), devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16), unavailable=triton_unavailable, emulated=triton_emulated,
+    "triton", block=swapped(ReLUKANBlock, ReLUKANLayer, FusedReLUKANLayer),
+    layer=swapped(ReLUKANLayer, ReLUKANLayer, FusedReLUKANLayer), **triton_runs(),
     description="fused Triton matmuls computing the bases on their tiles, forward and backward (no basis tensor)",
 ))
