@@ -199,3 +199,15 @@ def test_the_tolerance_takes_the_reference_in_another_token_order():
     for key in ("output", "output_no_grad", "grad_input", "grad_weight", "grad_bias"):  # put back in place
         torch.testing.assert_close(reordered[key], plain[key], rtol=1e-5, atol=1e-6)
     assert _run_reordered(module, x[:1], upstream[:1], 0) == {}  # one token: no other order
+
+
+def test_an_overflowing_reordered_run_cannot_widen_the_allowance():
+    from kanbench.harness.correctness import _compare, rowwise_error
+
+    truth = {"output": torch.ones(4, 8, dtype=torch.float64)}
+    got = {"output": truth["output"] * 1.01}
+    in_order = {"output": truth["output"] * 1.001}
+    overflowed = {"output": torch.full((4, 8), float("inf"), dtype=torch.float64)}
+    errors, reference_errors, missing = _compare(got, truth, in_order, overflowed)
+    assert reference_errors["output"] == rowwise_error(in_order["output"], truth["output"])  # the inf is ignored
+    assert errors["output"] > 5 * reference_errors["output"] and not missing
