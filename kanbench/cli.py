@@ -13,7 +13,6 @@ import argparse
 import itertools
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 
 import torch
@@ -59,11 +58,10 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             table.add_row(name, ", ".join(spec.forms), ", ".join(shown))
             details.append(f"{name}: {spec.paper}; defaults {defaults}")
     console.print(table)
-    lines = details + [f"✗ {', '.join(impls)}: {reason}" for reason, impls in reasons.items()]
-    for line in lines:
-        for part in textwrap.wrap(line, max(40, console.width - 1), subsequent_indent="    ",
-                                  break_on_hyphens=False, break_long_words=False):
-            console.print(part, highlight=False, markup=False)
+    from kanbench.report.summary import print_wrapped
+
+    for line in details + [f"✗ {', '.join(impls)}: {reason}" for reason, impls in reasons.items()]:
+        print_wrapped(console, line)
     return 0
 
 

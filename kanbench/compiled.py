@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -76,8 +77,24 @@ def _sync(x: torch.Tensor) -> None:
         torch.cuda.synchronize(x.device)
 
 
-def _first_backward_timer(entry: tuple, output: torch.Tensor) -> None:
-    """Add the first backward's wall time (its lazy compilation included) to ``_compile_seconds[entry]``."""
+@dataclass
+class FirstCall:
+    """The call that compiled one graph: its wall time (with gradients, the first backward's added), the FX-graph
+    cache hits and misses it saw, and whether the backward has been timed yet."""
+
+    seconds: float
+    cache_note: str
+    backward_timed: bool = False
+
+
+# Per (class, (shape, dtype, grad mode)). Kept per class, not per module, because the graph is: a module built later
+# (the harness rebuilds modules between comparison groups) finds it compiled and would otherwise report a lookup as
+# its compile time.
+_first_calls: dict[tuple, FirstCall] = {}
+
+
+def _time_first_backward(first: FirstCall, output: torch.Tensor) -> None:
+    """Add the first backward's wall time (its lazy compilation included) to ``first.seconds``."""
     node = output.grad_fn
     if node is None:
         return
@@ -87,20 +104,12 @@ def _first_backward_timer(entry: tuple, output: torch.Tensor) -> None:
         started.append(time.perf_counter())
 
     def after(grad_inputs: tuple, grad_outputs: tuple) -> None:
-        if started and entry not in _backward_timed:
-            _backward_timed.add(entry)
-            _compile_seconds[entry] += time.perf_counter() - started[0]
+        if started and not first.backward_timed:
+            first.backward_timed = True
+            first.seconds += time.perf_counter() - started[0]
 
     node.register_prehook(before)
     node.register_hook(after)
-
-
-# Per (class, (shape, dtype, grad mode)): the wall time of the call that compiled that graph in this process. Kept
-# per class, not per module, because the graph is: a module built later (the harness rebuilds modules between
-# comparison groups) finds it compiled and would otherwise report a lookup as its compile time.
-_compile_seconds: dict[tuple, float] = {}
-_backward_timed: set[tuple] = set()
-_cache_notes: dict[tuple, str] = {}
 
 
 class CompiledForward:
@@ -113,29 +122,30 @@ class CompiledForward:
         """(input shape, dtype, grad mode) -> seconds of the first call that compiled that graph in this process
         (forward, and with gradients the first backward too)."""
         base = _base_class(type(self))
-        return {key: _compile_seconds[(base, key)] for key in self.keys_used}
+        return {key: _first_calls[(base, key)].seconds for key in self.keys_used}
 
     def cache_note(self, key: tuple) -> str:
-        return _cache_notes.get((_base_class(type(self)), key), "")
+        first = _first_calls.get((_base_class(type(self)), key))
+        return first.cache_note if first else ""
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         base = _base_class(type(self))
         compiled = _compiled_forward[base]
         key = (tuple(x.shape), x.dtype, torch.is_grad_enabled())
         self.keys_used.add(key)
-        entry = (base, key)
-        if entry in _compile_seconds:
+        if (base, key) in _first_calls:
             return compiled(self, x, *args, **kwargs)
         hits, misses = _cache_counts()
         _sync(x)
         start = time.perf_counter()
         out = compiled(self, x, *args, **kwargs)
         _sync(x)
-        _compile_seconds[entry] = time.perf_counter() - start
+        seconds = time.perf_counter() - start
         new_hits, new_misses = _cache_counts()
-        _cache_notes[entry] = f"FX-graph cache: {new_hits - hits} hit(s), {new_misses - misses} miss(es)"
+        first = FirstCall(seconds, f"FX-graph cache: {new_hits - hits} hit(s), {new_misses - misses} miss(es)")
+        _first_calls[(base, key)] = first
         if key[2] and isinstance(out, torch.Tensor) and out.requires_grad:
-            _first_backward_timer(entry, out)
+            _time_first_backward(first, out)
         return out
 
 

@@ -79,13 +79,26 @@ def _cardinal(u, K: tl.constexpr):
 
 
 @triton.jit
+def _spline_argument(x, j, t0, h):
+    """u = (x − t_b)/h for the B-spline of feature j ≥ 1 (basis b = j − 1, knot t_b = t0 + b·h)."""
+    return (x - (t0 + (j - 1) * h)) / h
+
+
+@triton.jit
+def _interval_ends(s_ptr, e_ptr, i, j, ok, n_features):
+    """ReLU-KAN's s_ij and e_ij (fp32, as a row to broadcast over the rows of a tile) for input coordinates i."""
+    s = tl.load(s_ptr + i * n_features + j, mask=ok, other=0.0).to(tl.float32)[None, :]
+    e = tl.load(e_ptr + i * n_features + j, mask=ok, other=0.0).to(tl.float32)[None, :]
+    return s, e
+
+
+@triton.jit
 def _feature(x, j, s, e, r, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr):
     """Φ_j(x) in fp32 (``s``, ``e``: ReLU-KAN's interval ends, unused by the B-spline family)."""
     if FAMILY == 0:
         _, _, phi = _bases(x, s, e, r)
     else:
-        u = (x - (t0 + (j - 1) * h)) / h
-        spline = _cardinal(u, ORDER)
+        spline = _cardinal(_spline_argument(x, j, t0, h), ORDER)
         silu = x / (1.0 + tl.exp(-x))
         phi = tl.where(j == 0, silu, spline)
     return phi
@@ -99,8 +112,7 @@ def _feature_tile(x_ptr, s_ptr, e_ptr, rows, cols, row_ok, col_ok, d_in, n_featu
     j = cols // d_in
     x = tl.load(x_ptr + rows[:, None] * d_in + i[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
     if FAMILY == 0:
-        s = tl.load(s_ptr + i * n_features + j, mask=col_ok, other=0.0).to(tl.float32)[None, :]
-        e = tl.load(e_ptr + i * n_features + j, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        s, e = _interval_ends(s_ptr, e_ptr, i, j, col_ok, n_features)
     else:
         s = 0.0
         e = 0.0
@@ -177,8 +189,7 @@ def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, 
             g += dot(dy, w, IEEE)
         g = tl.where(both, g, 0.0)
         if FAMILY == 0:
-            s = tl.load(s_ptr + ins * n_features + j, mask=in_ok, other=0.0).to(tl.float32)[None, :]
-            e = tl.load(e_ptr + ins * n_features + j, mask=in_ok, other=0.0).to(tl.float32)[None, :]
+            s, e = _interval_ends(s_ptr, e_ptr, ins, j, in_ok, n_features)
             a, b, _ = _bases(x, s, e, r)
             g = g * (2.0 * r) * a * b  # 2r·a·b·G, shared by the three derivatives
             dx += g * (a - b)
@@ -189,7 +200,7 @@ def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, 
                 sigma = 1.0 / (1.0 + tl.exp(-x))
                 dx += g * sigma * (1.0 + x * (1.0 - sigma))
             else:  # ∂B/∂x = (N_{K−1}(u) − N_{K−1}(u − 1)) / h
-                u = (x - (t0 + (j - 1) * h)) / h
+                u = _spline_argument(x, j, t0, h)
                 dx += g * (_cardinal(u, ORDER - 1) - _cardinal(u - 1.0, ORDER - 1)) / h
     tl.store(dx_ptr + rows[:, None] * d_in + ins[None, :], dx.to(dx_ptr.dtype.element_ty), mask=both)
 

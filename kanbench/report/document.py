@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kanbench.report.summary import Section, cell_text, markdown_table
+from kanbench.report.summary import Section, cell_text
 
 
 @dataclass
@@ -51,10 +51,14 @@ class Image:
 Block = Heading | Text | Bullets | Table | Image
 
 
-def _markdown_frame(df: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table; the parts of a summary cell (and header lines) are joined by ``<br>``."""
+    def cell(value: object, joiner: str) -> str:
+        return cell_text(value, joiner).replace("\n", joiner).replace("|", "\\|")
+
+    header = "| " + " | ".join(cell(c, " ") for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v, "<br>") for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
@@ -69,10 +73,10 @@ def to_markdown(blocks: list[Block]) -> str:
             out += [f"- {item}" for item in block.items] + [""]
         elif isinstance(block, Table):
             if isinstance(block.frame, Section):
-                out += [f"**{block.frame.title}**", "", markdown_table(block.frame), ""]
+                out += [f"**{block.frame.title}**", "", _markdown_table(block.frame.frame), ""]
                 out += [f"_{note}_" for note in block.frame.notes] + ([""] if block.frame.notes else [])
             else:
-                out += [_markdown_frame(block.frame), ""]
+                out += [_markdown_table(block.frame), ""]
         elif isinstance(block, Image):
             out += [f"![{block.path.stem}](plots/{block.path.name})", ""]
     return "\n".join(out)

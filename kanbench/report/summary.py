@@ -199,18 +199,6 @@ def cell_text(cell: object, joiner: str) -> str:
     return joiner.join(cell) if isinstance(cell, tuple) else str(cell)
 
 
-def markdown_table(section: Section) -> str:
-    """A GitHub markdown table; parts of a cell (and header lines) are joined by ``<br>``."""
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    header = "| " + " | ".join(esc(c.replace("\n", " ")) for c in section.frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in section.frame.columns) + "|"
-    body = ["| " + " | ".join(esc(cell_text(v, "<br>")) for v in row) + " |"
-            for row in section.frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
 def render(sections: Sequence[Section], console, lines: Sequence[str] = ()) -> None:  # noqa: ANN001 - rich Console
     """Print each section as rich tables that fit the console's width, then the grouped not-run lines."""
     from rich import box
@@ -228,14 +216,14 @@ def render(sections: Sequence[Section], console, lines: Sequence[str] = ()) -> N
                 table.add_row(*(cell_text(v, "\n") for v in row))
             console.print(table)
             for note in part.notes:
-                _print_wrapped(console, note, "")
+                print_wrapped(console, note, "")
     if lines:
         console.print("[bold]not run[/] (one line per reason; details in results.csv):")
         for line in lines:
-            _print_wrapped(console, line, "  ")
+            print_wrapped(console, line, "  ")
 
 
-def _print_wrapped(console, text: str, indent: str) -> None:  # noqa: ANN001 - rich Console
+def print_wrapped(console, text: str, indent: str = "") -> None:  # noqa: ANN001 - rich Console
     """Wrapped to the console with a hanging indent, so a long reason reads as one item."""
     for line in textwrap.wrap(text, console.width - 1, initial_indent=indent, subsequent_indent=indent + "    ",
                               break_on_hyphens=False, break_long_words=False):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from kanbench.kernels.launch import triton_emulated, triton_unavailable
+from kanbench.kernels.launch import triton_runs
 from kanbench.kernels.spark_ffn.decode_layout import MAX_DECODE_ROWS, neuron_rows
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.spark_ffn import SparkFFN, StatisticalTopKOp, quantile_factor
@@ -64,9 +64,7 @@ def block(d_model: int, d_hidden: int, **hp: Any) -> TritonSparkFFN:
 
 
 register_impl("spark_ffn", Impl(
-    "triton", block=block, op=TritonStatisticalTopK, devices=("cpu", "cuda"),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16),
-    unavailable=triton_unavailable, emulated=triton_emulated,
+    "triton", block=block, op=TritonStatisticalTopK, **triton_runs(),
     description=f"inference at <= {MAX_DECODE_ROWS} rows: sparse decode kernels (predictor, threshold, compaction "
                 "of the union of active neurons, gather-matvecs); training and larger batches: fused statistical "
                 "top-k with dense matmuls",
