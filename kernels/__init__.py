@@ -6,6 +6,7 @@ helpers they share beside them:
     grkan/         triton (rational_triton.py), triton_fused (fused_triton.py), cuda (cuda.py + rational_cuda.*)
     bspline_kan/   triton: kan_linear_triton.py with closed-form B-spline bases (and SiLU) on the tiles
     relu_kan/      triton: kan_linear_triton.py with ReLU-KAN's bumps on the tiles
+    af_kan/        triton (attention_triton.py): features, global attention and LayerNorm, one pass per row
     spark_ffn/     triton (topk_triton.py, decode_triton.py), sparse_cpu (sparse_cpu.py), decode_layout.py
     kan_linear_triton.py   a KAN layer's matmuls with its features computed on the tiles (forward, dW, dx)
     launch.py      whether Triton can run here, launch checks;  triton_dot.py  the shared tl.dot
@@ -16,4 +17,4 @@ imported only when a kernel runs, and each impl says why it cannot run on a mach
 package imports everywhere.
 """
 
-from kanbench.kernels import bspline_kan, grkan, relu_kan, spark_ffn  # noqa: F401
+from kanbench.kernels import af_kan, bspline_kan, grkan, relu_kan, spark_ffn  # noqa: F401

@@ -24,6 +24,8 @@ from typing import Any
 import triton
 
 from kanbench.kernels import kan_linear_triton as kan
+from kanbench.kernels.af_kan import attention_triton as afkan
+from kanbench.kernels.af_kan import hidden as afkan_hidden
 from kanbench.kernels.grkan import fused_triton as fused
 from kanbench.kernels.grkan import rational_triton as rational
 from kanbench.kernels.spark_ffn import decode_triton as decode
@@ -170,6 +172,43 @@ def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
     return specs
 
 
+def af_kan_specs(dtype: str = "bf16", widths: tuple[int, ...] = (768, 3072)) -> list[KernelSpec]:
+    """AF-KAN's row kernels (kernels/af_kan/attention_triton.py) at the paper's defaults (SiLU, quad1, G + k = 6,
+    'batch' min-max) as the wrapper launches them for the ffn-768 block's two layer widths."""
+    fixed = {"ACT": afkan_hidden.ACTIVATIONS["silu"], "FUNC": afkan_hidden.FUNCS["quad1"], "N_BASES": 6}
+    params = _ptr(dtype, "s_ptr", "e_ptr", "alpha_ptr", "beta_ptr", "t_ptr")
+    norm = _ptr(dtype, "gamma_ptr", "delta_ptr")
+    specs = []
+    for width in widths:
+        chunk = {"CHUNK": afkan_hidden._chunk(width)}
+        sizes = {**_ints("M", "d_in"), "eps": "fp32"}
+        specs += [
+            KernelSpec(f"af_kan batch min/max d_in={width}", afkan._batch_extremes_kernel,
+                       {**_ptr(dtype, "x_ptr", "s_ptr", "e_ptr"), **_ptr("fp32", "part_ptr"), **_ints("M", "d_in")},
+                       {**fixed, **chunk}, divisible=("d_in",)),
+            KernelSpec(f"af_kan row stats d_in={width}", afkan._row_stats_kernel,
+                       {**_ptr(dtype, "x_ptr"), **params, **_ptr("fp32", "range_ptr", "stats_ptr"), **sizes},
+                       {**fixed, "NORM": afkan.BATCH, **chunk}, divisible=("d_in",)),
+            KernelSpec(f"af_kan hidden d_in={width}", afkan._hidden_kernel,
+                       {**_ptr(dtype, "x_ptr"), **params, **norm, **_ptr("fp32", "stats_ptr"), **_ptr(dtype, "h_ptr"),
+                        **_ints("M", "d_in")}, {**fixed, **chunk}, divisible=("d_in",)),
+            KernelSpec(f"af_kan bwd sums d_in={width}", afkan._backward_sums_kernel,
+                       {**_ptr(dtype, "x_ptr"), **params, **norm, **_ptr("fp32", "stats_ptr"), **_ptr(dtype, "dh_ptr"),
+                        **_ptr("fp32", "sums_ptr"), **_ints("M", "d_in")}, {**fixed, **chunk}, divisible=("d_in",)),
+            KernelSpec(f"af_kan bwd d_in={width}", afkan._backward_kernel,
+                       {**_ptr(dtype, "x_ptr"), **params, **norm, **_ptr("fp32", "stats_ptr"), **_ptr(dtype, "dh_ptr"),
+                        **_ptr("fp32", "sums_ptr"), **_ptr(dtype, "dx_ptr"),
+                        **_ptr("fp32", "vec_part_ptr", "small_part_ptr", "tie_ptr"), **_ints("M", "d_in")},
+                       {**fixed, "NORM": afkan.BATCH, "BLOCK_J": 8, **chunk},
+                       {"num_warps": afkan_hidden.BACKWARD_WARPS}, divisible=("d_in",)),
+            KernelSpec(f"af_kan bwd ties d_in={width}", afkan._ties_kernel,
+                       {**_ptr(dtype, "x_ptr", "s_ptr", "e_ptr"), **_ptr("fp32", "stats_ptr", "coef_ptr"),
+                        **_ptr(dtype, "dx_ptr"), **_ptr("fp32", "part_ptr"), **_ints("M", "d_in")},
+                       {**fixed, "BLOCK_J": 8, **chunk}, divisible=("d_in",)),
+        ]
+    return specs
+
+
 def compile_spec(spec: KernelSpec, arch: str = "sm_90") -> Any:
     """The compiled kernel (its ``asm`` holds ttir ... ptx, cubin; ``metadata.shared`` its shared memory)."""
     from triton.backends.compiler import GPUTarget
@@ -216,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.json:
         print(f"triton {triton.__version__}, target {args.arch}")
         print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")
-    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs():
+    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs() + af_kan_specs():
         kernel = compile_spec(spec, args.arch)
         registers, spills = ptxas_usage(kernel, args.arch)
         rows.append({"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills})

@@ -29,7 +29,8 @@ def test_every_triton_kernel_compiles_for_sm_90_and_the_tuned_ones_do_not_spill(
     for expected in ("grkan rational fwd", "grkan rational bwd", "spark decode gate (16-row tile)",
                      "spark top-k bwd (chunked)", "grkan fused matmul dWᵀ F(X)ᵀ·dY bf16 128x128x32",
                      "relu_kan fused fwd bf16", "relu_kan fused dW fp32", "relu_kan fused dx bf16",
-                     "bspline_kan fused fwd bf16", "bspline_kan fused dW fp32", "bspline_kan fused dx fp32"):
+                     "bspline_kan fused fwd bf16", "bspline_kan fused dW fp32", "bspline_kan fused dx fp32",
+                     "af_kan row stats d_in=3072", "af_kan bwd d_in=3072", "af_kan bwd ties d_in=768"):
         assert expected in names
     for row in rows:
         assert row["shared"] <= 227 * 1024, row  # an H100 block's shared-memory limit

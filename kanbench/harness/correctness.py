@@ -38,10 +38,14 @@ from kanbench.harness.workload import output_width, sample_input
 
 # Added to twice the reference's own error, per dtype, for (per-token quantities: outputs and the input gradient;
 # parameter gradients: sums over every token, whose rounding depends on the order a kernel sums in). Set from the
-# largest excess over 2x the reference that kanbench's own kernels show (the Triton kernels under the interpreter,
-# every form and draw: fp32 7e-7; bf16 4.9e-3 per token and 1.3e-2 for the fused GR-KAN's coefficient gradients;
-# fp16 none), with headroom. fp64 has no reference-in-dtype to compare with: an absolute floor.
-FLOOR = {"fp64": (1e-10, 1e-10), "fp32": (2e-6, 2e-6), "fp16": (1e-3, 2e-3), "bf16": (6e-3, 1.6e-2)}
+# largest excess over 2x the reference that kanbench's own impls show (the Triton kernels under the interpreter,
+# every form and draw; the compiled impls), with headroom: fp32 1.9e-6 per token; bf16 4.9e-3 per token and 1.3e-2
+# for the fused GR-KAN's coefficient gradients; fp16 2.8e-3 for parameter gradients. The largest, fp32 1.0e-5, is
+# AF-KAN's interval ends and temperature (seven numbers per layer, each a sum over every token, input and basis
+# that mostly cancels), in both its torch.compile impl and its Triton kernels: torch's CPU reduction of the
+# reference sums pairwise, a kernel or an inductor loop sums sequentially, and on a cancelling sum that is several
+# times the error whatever the order of the tokens. fp64 has no reference-in-dtype to compare with: an absolute floor.
+FLOOR = {"fp64": (1e-10, 1e-10), "fp32": (4e-6, 3e-5), "fp16": (1e-3, 6e-3), "bf16": (6e-3, 1.6e-2)}
 TAIL_SCALE = 3.0
 
 

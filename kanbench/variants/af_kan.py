@@ -77,7 +77,8 @@ class AFKANLayer(nn.Module):
                  func: str = "quad1", func_norm: str = "batch") -> None:
         super().__init__()
         self.d_in, self.d_out = d_in, d_out
-        self.act, self.func, self.func_norm = ACTIVATIONS[activation], FUNCS[func][0], func_norm
+        self.activation, self.func_name, self.func_norm = activation, func, func_norm
+        self.act, self.func = ACTIVATIONS[activation], FUNCS[func][0]
         start = torch.arange(-k, grid_size, dtype=torch.float32) / grid_size
         self.start = nn.Parameter(start)  # s: (G+k,), shared by all inputs
         self.end = nn.Parameter(start + (k + 1) / grid_size)  # e
