@@ -7,7 +7,7 @@ every row spans several); the `gpu` tests run the compiled kernels on a CUDA dev
 
 import pytest
 import torch
-from kernel_devices import DEVICES, gpu
+from kernel_devices import DEVICES, gpu, outputs_and_grads
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
@@ -41,15 +41,6 @@ def fused_copy(layer, device):
     fused.load_state_dict({k: v.float() for k, v in layer.state_dict().items()})
     fused.__class__ = FusedAFKANLayer
     return fused.to(device)
-
-
-def outputs_and_grads(layer, x, dy):
-    for p in layer.parameters():
-        p.grad = None
-    x = x.clone().requires_grad_()
-    y = layer(x)
-    y.backward(dy)
-    return {"y": y.detach(), "dx": x.grad, **{n: p.grad.clone() for n, p in layer.named_parameters()}}
 
 
 def errors(got, truth):

@@ -47,14 +47,24 @@ STATS = 6  # per row: lo, hi, m, Z, μ, rstd
 
 
 @triton.jit
-def _extremes(x, ok, s_ptr, e_ptr, ACT: tl.constexpr, FUNC: tl.constexpr, N_BASES: tl.constexpr):
-    """(min, max) of R over the valid columns ``ok`` of a chunk and every basis."""
+def _row_x(x_ptr, row, cols, d_in):
+    """The chunk ``cols`` of row ``row`` of x, in fp32 (0 off the row), and its mask."""
+    ok = cols < d_in
+    return tl.load(x_ptr + row * d_in + cols, mask=ok, other=0.0).to(tl.float32), ok
+
+
+@triton.jit
+def _row_extremes(x_ptr, row, d_in, s_ptr, e_ptr, ACT: tl.constexpr, FUNC: tl.constexpr, N_BASES: tl.constexpr,
+                  CHUNK: tl.constexpr):
+    """(min, max) of R over one row, every basis, chunk by chunk."""
     lo = float("inf")
     hi = float("-inf")
-    for j in tl.static_range(N_BASES):
-        r = feature(x, s_ptr, e_ptr, j, ACT, FUNC)
-        lo = tl.minimum(lo, tl.min(tl.where(ok, r, float("inf")), axis=0))
-        hi = tl.maximum(hi, tl.max(tl.where(ok, r, float("-inf")), axis=0))
+    for c0 in range(0, d_in, CHUNK):
+        x, ok = _row_x(x_ptr, row, c0 + tl.arange(0, CHUNK), d_in)
+        for j in tl.static_range(N_BASES):
+            r = feature(x, s_ptr, e_ptr, j, ACT, FUNC)
+            lo = tl.minimum(lo, tl.min(tl.where(ok, r, float("inf")), axis=0))
+            hi = tl.maximum(hi, tl.max(tl.where(ok, r, float("-inf")), axis=0))
     return lo, hi
 
 
@@ -75,8 +85,7 @@ def _chunk(x, ok, s_ptr, e_ptr, alpha_ptr, beta, T, lo, inv, ACT: tl.constexpr, 
 @triton.jit
 def _row_chunk(x_ptr, stats_ptr, row, cols, d_in):
     """The chunk ``cols`` of row ``row``: x (fp32), its mask, and the row's stats."""
-    ok = cols < d_in
-    x = tl.load(x_ptr + row * d_in + cols, mask=ok, other=0.0).to(tl.float32)
+    x, ok = _row_x(x_ptr, row, cols, d_in)
     st = stats_ptr + row * 6
     lo, hi = tl.load(st), tl.load(st + 1)
     return x, ok, lo, hi, tl.load(st + 2), tl.load(st + 3), tl.load(st + 4), tl.load(st + 5)
@@ -101,13 +110,9 @@ def _batch_extremes_kernel(x_ptr, s_ptr, e_ptr, part_ptr, M, d_in, ACT: tl.const
     lo = float("inf")
     hi = float("-inf")
     for row in range(pid, M, tl.num_programs(0)):
-        for c0 in range(0, d_in, CHUNK):
-            cols = c0 + tl.arange(0, CHUNK)
-            ok = cols < d_in
-            x = tl.load(x_ptr + row * d_in + cols, mask=ok, other=0.0).to(tl.float32)
-            chunk_lo, chunk_hi = _extremes(x, ok, s_ptr, e_ptr, ACT, FUNC, N_BASES)
-            lo = tl.minimum(lo, chunk_lo)
-            hi = tl.maximum(hi, chunk_hi)
+        row_lo, row_hi = _row_extremes(x_ptr, row, d_in, s_ptr, e_ptr, ACT, FUNC, N_BASES, CHUNK)
+        lo = tl.minimum(lo, row_lo)
+        hi = tl.maximum(hi, row_hi)
     tl.store(part_ptr + 2 * pid, lo)
     tl.store(part_ptr + 2 * pid + 1, hi)
 
@@ -124,15 +129,7 @@ def _row_stats_kernel(x_ptr, s_ptr, e_ptr, alpha_ptr, beta_ptr, t_ptr, range_ptr
             lo = tl.load(range_ptr)
             hi = tl.load(range_ptr + 1)
         elif NORM == 1:
-            lo = float("inf")
-            hi = float("-inf")
-            for c0 in range(0, d_in, CHUNK):
-                cols = c0 + tl.arange(0, CHUNK)
-                ok = cols < d_in
-                x = tl.load(x_ptr + row * d_in + cols, mask=ok, other=0.0).to(tl.float32)
-                chunk_lo, chunk_hi = _extremes(x, ok, s_ptr, e_ptr, ACT, FUNC, N_BASES)
-                lo = tl.minimum(lo, chunk_lo)
-                hi = tl.maximum(hi, chunk_hi)
+            lo, hi = _row_extremes(x_ptr, row, d_in, s_ptr, e_ptr, ACT, FUNC, N_BASES, CHUNK)
         else:
             lo = 0.0
             hi = 1.0
@@ -140,9 +137,7 @@ def _row_stats_kernel(x_ptr, s_ptr, e_ptr, alpha_ptr, beta_ptr, t_ptr, range_ptr
         m = float("-inf")
         Z = 0.0
         for c0 in range(0, d_in, CHUNK):  # the softmax's max and normaliser, rescaled as the max grows
-            cols = c0 + tl.arange(0, CHUNK)
-            ok = cols < d_in
-            x = tl.load(x_ptr + row * d_in + cols, mask=ok, other=0.0).to(tl.float32)
+            x, ok = _row_x(x_ptr, row, c0 + tl.arange(0, CHUNK), d_in)
             _, l = _chunk(x, ok, s_ptr, e_ptr, alpha_ptr, beta, T, lo, inv, ACT, FUNC, N_BASES)
             m_new = tl.maximum(m, tl.max(l, axis=0))
             Z = Z * tl.exp(m - m_new) + tl.sum(tl.exp(l - m_new), axis=0)
@@ -151,9 +146,7 @@ def _row_stats_kernel(x_ptr, s_ptr, e_ptr, alpha_ptr, beta_ptr, t_ptr, range_ptr
         mean = 0.0
         m2 = 0.0
         for c0 in range(0, d_in, CHUNK):  # z's mean and M2 from the very z the later kernels compute
-            cols = c0 + tl.arange(0, CHUNK)
-            ok = cols < d_in
-            x = tl.load(x_ptr + row * d_in + cols, mask=ok, other=0.0).to(tl.float32)
+            x, ok = _row_x(x_ptr, row, c0 + tl.arange(0, CHUNK), d_in)
             S, l = _chunk(x, ok, s_ptr, e_ptr, alpha_ptr, beta, T, lo, inv, ACT, FUNC, N_BASES)
             z = tl.exp(l - m) / Z * S
             count = tl.sum(ok.to(tl.float32), axis=0)
