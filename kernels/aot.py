@@ -70,14 +70,14 @@ def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False
         KernelSpec("grkan rational bwd", rational._rational_bwd_kernel,
                    {**_ptr(dtype, "x_ptr", "dy_ptr"), **coefficients, **_ptr(dtype, "dx_ptr"),
                     **_ptr("fp32", "partial_ptr"), **_ints("N", "D", "group_width", "a_stride_group")},
-                   {"BLOCK_N": bwd_n, "BLOCK_D": bwd_d}, {"num_warps": rational.BWD_WARPS},
+                   {"BLOCK_N": bwd_n, "BLOCK_D": bwd_d, "ZERO_SIGN": 1.0}, {"num_warps": rational.BWD_WARPS},
                    divisible=("N", "D", "group_width")),
         KernelSpec("grkan rational bwd stage 2a", rational._sum_partials_kernel,
                    {**_ptr("fp32", "partial_ptr", "out_ptr"), **_ints("R", "M")}, {"BLOCK": rational.SUM_BLOCK},
                    divisible=("M",)),
         KernelSpec("grkan rational bwd stage 2b", rational._group_gradients_kernel,
                    {**_ptr("fp32", "sums_ptr", "b_ptr", "da_ptr", "db_ptr"), **_ints("groups", "group_width")},
-                   {"SHARED": True, "BLOCK_W": 64}, divisible=("group_width",)),
+                   {"SHARED": True, "BLOCK_W": 64, "ZERO_SIGN": 1.0}, divisible=("group_width",)),
     ]
     configs = fused._configs() if all_configs else fused._configs()[2:3]  # 128 x 128 x 32, 4 warps
     for config in configs:

@@ -252,3 +252,32 @@ def test_compiled_fused_layer_on_gpu_at_kat_b_size(dtype):
     y.backward(dy.to(device="cuda", dtype=dtype))
     errors = fused_errors(y, y_ref, got, ref)
     assert max(errors.values()) < (1e-5 if dtype == torch.float32 else 2e-2), errors
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sign_at_zero", [1, 0])
+def test_sign_at_zero_matches_the_reference_at_x_zero_and_b_zero(device, sign_at_zero):
+    """Exact zeros in x and in b (the identity init's denominator): the op and the fused layer take sign(0) as the
+    reference does, in both conventions."""
+    from kanbench.kernels.grkan.fused_triton import rational_linear
+
+    g = torch.Generator().manual_seed(11 + sign_at_zero)
+    x = torch.randn(6, 16, dtype=torch.float64, generator=g)
+    x[0, :4], x[1, :3] = 0.0, -0.0
+    a, b = coefficients(2, True, g)
+    b[0, :2] = 0.0  # half a group's denominator at the identity init
+    dy = torch.randn(6, 16, dtype=torch.float64, generator=g)
+    xr, ar, br = (t.clone().requires_grad_() for t in (x, a, b))
+    rational(xr, ar, br, sign_at_zero).backward(dy)
+    xt, at, bt = (t.float().to(device).requires_grad_() for t in (x, a, b))
+    rational_triton(xt, at, bt, sign_at_zero).backward(dy.float().to(device))
+    for u, v in ((xt.grad, xr.grad), (at.grad, ar.grad), (bt.grad, br.grad)):
+        assert rel(u, v) < 1e-5
+    assert (float(br.grad[0, :2].abs().min()) > 0) == (sign_at_zero == 1)  # b = 0 learns only with sign(0) = +1
+    weight = torch.randn(8, 16, dtype=torch.float64, generator=g) / 4
+    wr, fr = weight.clone().requires_grad_(), [t.clone().requires_grad_() for t in (x, a, b)]
+    (rational(*fr, sign_at_zero) @ wr.T).backward(dy[:, :8])
+    got = [t.float().to(device).requires_grad_() for t in (x, a, b, weight)]
+    rational_linear(*got, sign_at_zero=sign_at_zero).backward(dy[:, :8].float().to(device))
+    for u, v in zip(got, [*fr, wr], strict=True):
+        assert rel(u.grad, v.grad) < 1e-5

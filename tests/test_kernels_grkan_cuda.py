@@ -27,7 +27,8 @@ gpu = pytest.mark.skipif(not CUDA_READY, reason="needs a CUDA GPU, a CUDA build 
 
 
 @pytest.mark.skipif(CXX is None, reason="needs a C++ compiler to build the host driver")
-def test_kernel_arithmetic_compiled_for_the_host_matches_the_float64_reference(tmp_path):
+@pytest.mark.parametrize("sign_at_zero", [1, 0])
+def test_kernel_arithmetic_compiled_for_the_host_matches_the_float64_reference(tmp_path, sign_at_zero):
     exe = tmp_path / "rational_math_host"
     subprocess.run([CXX, "-std=c++17", "-O2", "-Wall", "-Werror", f"-I{KERNELS}", str(HOST_DRIVER), "-o", str(exe)],
                    check=True, capture_output=True)
@@ -37,10 +38,10 @@ def test_kernel_arithmetic_compiled_for_the_host_matches_the_float64_reference(t
     sign = torch.where(torch.rand(4, generator=g) < 0.5, -1.0, 1.0).double()
     b = (0.1 + torch.rand(4, dtype=torch.float64, generator=g)) * sign
     x = torch.randn(n, dtype=torch.float64, generator=g) * 2
-    x[0], x[1] = 0.0, -0.0  # the sign(0) = 0 convention at the kink
+    x[0], x[1] = 0.0, -0.0  # the sign(0) convention at the kink
     dy = torch.randn(n, dtype=torch.float64, generator=g)
     a, b, x, dy = (t.float().double() for t in (a, b, x, dy))  # the driver reads fp32: compare on the same inputs
-    stdin = " ".join(f"{v:.9g}" for v in [*a.tolist(), *b.tolist(), n])
+    stdin = " ".join(f"{v:.9g}" for v in [*a.tolist(), *b.tolist(), sign_at_zero, n])
     stdin += "\n" + "\n".join(f"{u:.9g} {v:.9g}" for u, v in zip(x.tolist(), dy.tolist(), strict=True)) + "\n"
     out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout
     got = torch.tensor([[float(v) for v in line.split()] for line in out.splitlines()], dtype=torch.float64)
@@ -48,7 +49,7 @@ def test_kernel_arithmetic_compiled_for_the_host_matches_the_float64_reference(t
     # per-element gradients: give every element its own group, so each group's coefficient gradient is one term
     xr = x.clone().requires_grad_()
     ar, br = a.repeat(n, 1).requires_grad_(), b.repeat(n, 1).requires_grad_()
-    y = rational(xr.reshape(1, n), ar, br).reshape(n)
+    y = rational(xr.reshape(1, n), ar, br, sign_at_zero).reshape(n)
     y.backward(dy)
     expected = torch.cat([y[:, None], xr.grad[:, None], ar.grad, -torch.sign(br) * br.grad], dim=1).detach()
     error = (got - expected).abs() / (expected.abs() + 1e-6)
@@ -157,9 +158,9 @@ def test_cuda_coefficient_gradients_are_bit_identical_across_calls():
     x = torch.randn(5000, 256, device="cuda")
     dy = torch.randn_like(x)
     a, b = torch.randn(8, 6, device="cuda"), torch.rand(8, 4, device="cuda") + 0.1
-    first = ext.rational_backward(dy, x, a, b)
+    first = ext.rational_backward(dy, x, a, b, 1.0)
     for _ in range(3):
-        for u, v in zip(first, ext.rational_backward(dy, x, a, b), strict=True):
+        for u, v in zip(first, ext.rational_backward(dy, x, a, b, 1.0), strict=True):
             assert torch.equal(u, v)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kanbench.registry import create_block, create_layer
+from kanbench.registry import create_block, create_layer, get_variant
 from kanbench.variants.bspline_kan import bspline_bases, make_grid
 from kanbench.variants.grkan import GAIN_SQUARED, RATIONAL_INITS, GroupRational, rational
 from kanbench.variants.spark_ffn import StatisticalTopK, quantile_factor, statistical_topk
@@ -141,6 +141,27 @@ def test_rational_init_gains_preserve_variance():
     for init, gain2 in GAIN_SQUARED.items():
         second_moment = GroupRational(8, init).double()(x).pow(2).mean().item()
         assert math.isclose(1 / second_moment, gain2, rel_tol=5e-3), init
+
+
+def test_grkan_linear_init_is_kats_trunc_normal_by_default_and_variance_preserving_on_request():
+    from kanbench.variants.grkan import KAT_LINEAR_STD, GRKANLayer
+
+    torch.manual_seed(0)
+    kat = GRKANLayer(512, 512).linear
+    assert math.isclose(float(kat.weight.std()), KAT_LINEAR_STD, rel_tol=0.02) and not kat.bias.any()
+    vp = GRKANLayer(512, 512, init="swish", linear_init="variance_preserving").linear
+    assert math.isclose(float(vp.weight.std()), math.sqrt(GAIN_SQUARED["swish"] / 512), rel_tol=0.02)
+
+
+def test_grkan_sign_at_zero_decides_whether_the_identity_inits_denominator_learns():
+    """KAT's kernels take sign(0) = +1, so b = 0 (the identity init) gets a gradient; autograd's abs gives it 0."""
+    x = torch.randn(64, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for sign_at_zero, learns in ((1, True), (0, False)):
+        op = GroupRational(8, "identity", sign_at_zero=sign_at_zero).double()
+        op(x).pow(2).sum().backward()
+        assert bool((op.denominator.grad != 0).all()) == learns, sign_at_zero
+    with pytest.raises(ValueError, match="sign_at_zero must be 1"):
+        get_variant("grkan").validate(16, 16, sign_at_zero=-1)
 
 
 def test_rational_groups_are_contiguous_channel_blocks_with_their_own_denominator():

@@ -26,15 +26,16 @@ class TritonGroupRational(GroupRational):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from kanbench.kernels.grkan.rational_triton import rational_triton
 
-        return rational_triton(x, self.numerator, self.denominator)
+        return rational_triton(x, self.numerator, self.denominator, self.sign_at_zero)
 
 
 def with_rational(rational: type[GroupRational]) -> dict[str, Callable[..., nn.Module]]:
     """The block, layer and op constructors of the reference modules with every :class:`GroupRational` computed by
     ``rational`` (same parameters and names; only the class changes)."""
 
-    def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True) -> nn.Module:
-        return rational(groups, init, shared_numerator)
+    def op(width: int, groups: int = 8, init: str = "swish", shared_numerator: bool = True, sign_at_zero: int = 1,
+           linear_init: str = "trunc_normal") -> nn.Module:
+        return rational(groups, init, shared_numerator, sign_at_zero)
 
     return {"block": swapped(GRKANBlock, GroupRational, rational),
             "layer": swapped(GRKANLayer, GroupRational, rational), "op": op}
@@ -47,7 +48,7 @@ class FusedGRKANLayer(GRKANLayer):
         from kanbench.kernels.grkan.fused_triton import rational_linear
 
         return rational_linear(x, self.rational.numerator, self.rational.denominator, self.linear.weight,
-                               self.linear.bias)
+                               self.linear.bias, self.rational.sign_at_zero)
 
 
 register_impl("grkan", Impl(

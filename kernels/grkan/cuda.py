@@ -76,27 +76,32 @@ def load_extension() -> ModuleType:
 
 class _CudaRational(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,  # type: ignore[override]
+                sign_at_zero: int) -> torch.Tensor:
         ctx.save_for_backward(x, numerator, denominator)
+        ctx.sign_at_zero = sign_at_zero
         return load_extension().rational_forward(x, numerator, denominator)
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
         x, numerator, denominator = ctx.saved_tensors
-        dx, da, db = load_extension().rational_backward(dy.contiguous(), x, numerator, denominator)
-        return dx.reshape(x.shape), da, db
+        dx, da, db = load_extension().rational_backward(dy.contiguous(), x, numerator, denominator,
+                                                        float(ctx.sign_at_zero))
+        return dx.reshape(x.shape), da, db, None
 
 
-def rational_cuda(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """F(x) per channel group with the CUDA kernels, differentiable in x and both coefficient sets."""
-    return _CudaRational.apply(x, numerator, denominator)
+def rational_cuda(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
+                  sign_at_zero: int = 1) -> torch.Tensor:
+    """F(x) per channel group with the CUDA kernels, differentiable in x and both coefficient sets (sign(0) =
+    ``sign_at_zero`` in the gradients of |x| and |b|)."""
+    return _CudaRational.apply(x, numerator, denominator, sign_at_zero)
 
 
 class CudaGroupRational(GroupRational):
     """:class:`GroupRational` computed by the CUDA kernels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rational_cuda(x, self.numerator, self.denominator)
+        return rational_cuda(x, self.numerator, self.denominator, self.sign_at_zero)
 
 
 register_impl("grkan", Impl(

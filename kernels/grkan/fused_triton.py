@@ -142,11 +142,11 @@ def fused_matmul(a: torch.Tensor, b: torch.Tensor, numerator: torch.Tensor, deno
 class _RationalLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,  # type: ignore[override]
-                weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+                weight: torch.Tensor, bias: torch.Tensor | None, sign_at_zero: int) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         y = fused_matmul(x2, weight.T, numerator, denominator, ON_A, bias)
         ctx.save_for_backward(x2, numerator, denominator, weight)  # x, not F(x): the backward recomputes F
-        ctx.has_bias, ctx.shape = bias is not None, x.shape
+        ctx.has_bias, ctx.shape, ctx.sign_at_zero = bias is not None, x.shape, sign_at_zero
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -154,20 +154,21 @@ class _RationalLinear(torch.autograd.Function):
         x2, numerator, denominator, weight = ctx.saved_tensors
         dy2 = dy.reshape(-1, dy.shape[-1]).contiguous()
         d_activated = dy2 @ weight  # dF, for the rational's own backward
-        dx, da, db = rational_backward(d_activated, x2, numerator, denominator)
+        dx, da, db = rational_backward(d_activated, x2, numerator, denominator, ctx.sign_at_zero)
         dw = torch.empty_like(weight)
         fused_matmul(x2.T, dy2, numerator, denominator, ON_A_ROWS, out=dw.T)  # dWᵀ = F(X)ᵀ · dY
         dbias = dy2.sum(0).to(weight.dtype) if ctx.has_bias else None
-        return dx.reshape(ctx.shape), da, db, dw, dbias
+        return dx.reshape(ctx.shape), da, db, dw, dbias, None
 
 
 def rational_linear(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, weight: torch.Tensor,
-                    bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F(x) @ weightᵀ + bias`` with F fused into the matmul; differentiable in all five inputs."""
+                    bias: torch.Tensor | None = None, sign_at_zero: int = 1) -> torch.Tensor:
+    """``F(x) @ weightᵀ + bias`` with F fused into the matmul; differentiable in all five inputs (sign(0) =
+    ``sign_at_zero`` in the rational's gradients)."""
     check_rational_inputs(x, numerator, denominator)
     if weight.shape[1] != x.shape[-1]:
         raise ValueError(f"grkan triton_fused: weight is {tuple(weight.shape)} but x has {x.shape[-1]} channels; "
                          f"the weight must be (d_out, {x.shape[-1]}).")
     if weight.dtype != x.dtype:
         raise ValueError(f"grkan triton_fused: x ({x.dtype}) and the weight ({weight.dtype}) must share a dtype.")
-    return _RationalLinear.apply(x, numerator, denominator, weight, bias)
+    return _RationalLinear.apply(x, numerator, denominator, weight, bias, sign_at_zero)

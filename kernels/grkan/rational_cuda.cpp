@@ -15,7 +15,7 @@ cudaError_t launch_rational_forward(int dtype, const void* x, void* y, const flo
                                     cudaStream_t stream);
 cudaError_t launch_rational_backward(int dtype, const void* x, const void* dy, void* dx, const float* num,
                                      const float* den, float* partial, int64_t N, int64_t D, int64_t group_width,
-                                     int num_stride_group, int row_programs, cudaStream_t stream);
+                                     int num_stride_group, int row_programs, float zero_sign, cudaStream_t stream);
 }  // namespace kanbench
 
 namespace {
@@ -70,7 +70,9 @@ torch::Tensor rational_forward(torch::Tensor x, torch::Tensor num, torch::Tensor
   return y;
 }
 
-std::vector<torch::Tensor> rational_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor num, torch::Tensor den) {
+// sign_at_zero: sign(0) in the gradients of |x| and |b| (1 as KAT's kernels, 0 as autograd's abs).
+std::vector<torch::Tensor> rational_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor num, torch::Tensor den,
+                                             double sign_at_zero) {
   const int groups = check(x, num, den);
   TORCH_CHECK(dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type(),
               "grkan cuda: dy must match x in shape and dtype");
@@ -90,7 +92,7 @@ std::vector<torch::Tensor> rational_backward(torch::Tensor dy, torch::Tensor x, 
     C10_CUDA_CHECK(kanbench::launch_rational_backward(
         dtype_code(x), xc.data_ptr(), dyc.data_ptr(), dx.data_ptr(), a.data_ptr<float>(), b.data_ptr<float>(),
         partial.data_ptr<float>(), N, D, D / groups, a.size(0) > 1 ? 6 : 0, row_programs,
-        c10::cuda::getCurrentCUDAStream()));
+        static_cast<float>(sign_at_zero), c10::cuda::getCurrentCUDAStream()));
   } else {
     partial.zero_();
   }
@@ -98,7 +100,8 @@ std::vector<torch::Tensor> rational_backward(torch::Tensor dy, torch::Tensor x, 
   const torch::Tensor sums = partial.sum(0).view({groups, D / groups, 10}).sum(1);
   torch::Tensor da = sums.slice(1, 0, 6);
   if (num.size(0) == 1) da = da.sum(0, true);
-  const torch::Tensor db = -torch::sign(b) * sums.slice(1, 6, 10);
+  const torch::Tensor sign_b = torch::where(b == 0, torch::full_like(b, sign_at_zero), torch::sign(b));
+  const torch::Tensor db = -sign_b * sums.slice(1, 6, 10);
   return {dx, da.to(num.scalar_type()), db.to(den.scalar_type())};
 }
 

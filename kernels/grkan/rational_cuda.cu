@@ -86,7 +86,7 @@ template <typename T>
 __global__ void rational_backward_kernel(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx,
                                          const float* __restrict__ num, const float* __restrict__ den,
                                          float* __restrict__ partial, int64_t N, int64_t D, int64_t group_width,
-                                         int num_stride_group) {
+                                         int num_stride_group, float zero_sign) {
   __shared__ float lanes[kBackwardRowLanes][kBackwardChannels][kTerms];
   const int64_t channel = static_cast<int64_t>(blockIdx.x) * kBackwardChannels + threadIdx.x;
   const bool active = channel < D;
@@ -97,7 +97,7 @@ __global__ void rational_backward_kernel(const T* __restrict__ x, const T* __res
     for (int64_t row = static_cast<int64_t>(blockIdx.y) * kBackwardRowLanes + threadIdx.y; row < N;
          row += static_cast<int64_t>(gridDim.y) * kBackwardRowLanes) {
       const int64_t i = row * D + channel;  // 32 consecutive channels per row lane: coalesced
-      dx[i] = from_float<T>(rational_backward(to_float(x[i]), to_float(dy[i]), c, terms));
+      dx[i] = from_float<T>(rational_backward(to_float(x[i]), to_float(dy[i]), c, terms, zero_sign));
     }
   }
 #pragma unroll
@@ -141,13 +141,13 @@ cudaError_t forward_typed(const void* x, void* y, const float* num, const float*
 template <typename T>
 cudaError_t backward_typed(const void* x, const void* dy, void* dx, const float* num, const float* den,
                            float* partial, int64_t N, int64_t D, int64_t group_width, int num_stride_group,
-                           int row_programs, cudaStream_t stream) {
+                           int row_programs, float zero_sign, cudaStream_t stream) {
   const dim3 block(kBackwardChannels, kBackwardRowLanes);
   const dim3 grid(static_cast<unsigned>((D + kBackwardChannels - 1) / kBackwardChannels),
                   static_cast<unsigned>(row_programs));
   rational_backward_kernel<T><<<grid, block, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(dy),
                                                           static_cast<T*>(dx), num, den, partial, N, D, group_width,
-                                                          num_stride_group);
+                                                          num_stride_group, zero_sign);
   return cudaGetLastError();
 }
 
@@ -168,19 +168,20 @@ cudaError_t launch_rational_forward(int dtype, const void* x, void* y, const flo
 }
 
 // partial: (row_programs, D, 10) fp32, fully written by the kernel (every channel of every row program).
+// zero_sign: sign(0) in d|x|/dx (1 as KAT's kernels, 0 as autograd's abs).
 cudaError_t launch_rational_backward(int dtype, const void* x, const void* dy, void* dx, const float* num,
                                      const float* den, float* partial, int64_t N, int64_t D, int64_t group_width,
-                                     int num_stride_group, int row_programs, cudaStream_t stream) {
+                                     int num_stride_group, int row_programs, float zero_sign, cudaStream_t stream) {
   switch (dtype) {
     case 0:
       return backward_typed<float>(x, dy, dx, num, den, partial, N, D, group_width, num_stride_group, row_programs,
-                                   stream);
+                                   zero_sign, stream);
     case 1:
       return backward_typed<__half>(x, dy, dx, num, den, partial, N, D, group_width, num_stride_group, row_programs,
-                                    stream);
+                                    zero_sign, stream);
     case 2:
       return backward_typed<__nv_bfloat16>(x, dy, dx, num, den, partial, N, D, group_width, num_stride_group,
-                                           row_programs, stream);
+                                           row_programs, zero_sign, stream);
     default: return cudaErrorInvalidValue;
   }
 }

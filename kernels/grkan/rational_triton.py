@@ -99,8 +99,8 @@ def _rational_bwd_kernel(
         x_ptr, dy_ptr, a_ptr, b_ptr, dx_ptr, partial_ptr,
         # sizes; channels per group; numerator stride between groups (0 when shared)
         N, D, group_width, a_stride_group,
-        # constexpr: the tile (rows × channels) of one loop step
-        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        # constexpr: the tile (rows × channels) of one loop step; sign(0) in d|x|/dx (1.0 as KAT's kernels, or 0.0)
+        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, ZERO_SIGN: tl.constexpr):
     # -- this program's channels; its rows are every n_row_programs-th tile (a grid-stride loop)
     pid_r = tl.program_id(0)
     pid_d = tl.program_id(1)
@@ -129,7 +129,7 @@ def _rational_bwd_kernel(
         x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)  # 0 outside: no contribution
         ax = tl.abs(x)
-        sx = tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
+        sx = tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, ZERO_SIGN))
         p = a0 + x * (a1 + x * (a2 + x * (a3 + x * (a4 + x * a5))))
         dp = a1 + x * (2.0 * a2 + x * (3.0 * a3 + x * (4.0 * a4 + x * (5.0 * a5))))
         q = 1.0 + ax * (b0 + ax * (b1 + ax * (b2 + ax * b3)))
@@ -195,8 +195,8 @@ def _group_gradients_kernel(
         sums_ptr, b_ptr, da_ptr, db_ptr,
         # sizes
         groups, group_width,
-        # constexpr: one numerator for all groups (da summed over them); channels per loop step
-        SHARED: tl.constexpr, BLOCK_W: tl.constexpr):
+        # constexpr: one numerator for all groups (da summed over them); channels per loop step; sign(0) of b
+        SHARED: tl.constexpr, BLOCK_W: tl.constexpr, ZERO_SIGN: tl.constexpr):
     """da (groups or 1, 6) and db (groups, 4) from the per-channel sums (D, 10), groups and channels in order."""
     terms = tl.arange(0, 16)  # 10 terms, padded to a power of two
     da_total = tl.zeros([16], dtype=tl.float32)
@@ -208,7 +208,7 @@ def _group_gradients_kernel(
             acc += tl.load(sums_ptr + (g * group_width + c)[:, None] * 10 + terms[None, :], mask=mask, other=0.0)
         s = tl.sum(acc, axis=0)  # (16,): the group's ten sums
         b = tl.load(b_ptr + g * 4 + terms - 6, mask=(terms >= 6) & (terms < 10), other=0.0)
-        sign_b = tl.where(b > 0, 1.0, tl.where(b < 0, -1.0, 0.0))
+        sign_b = tl.where(b > 0, 1.0, tl.where(b < 0, -1.0, ZERO_SIGN))
         tl.store(db_ptr + g * 4 + terms - 6, -sign_b * s, mask=(terms >= 6) & (terms < 10))
         if SHARED:
             da_total += s
@@ -273,7 +273,7 @@ def _row_programs(N: int, D: int, block_n: int, block_d: int, device: torch.devi
     return max(1, min(triton.cdiv(N, block_n), triton.cdiv(target, col_programs)))
 
 
-def coefficient_gradients(partial: torch.Tensor, b: torch.Tensor, shared_numerator: bool
+def coefficient_gradients(partial: torch.Tensor, b: torch.Tensor, shared_numerator: bool, sign_at_zero: int = 1
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """The second stage: (da, db) in fp32 from the (row programs, D, 10) partial sums and the fp32 denominator, in a
     fixed order (over row programs, then over each group's channels, then over groups for a shared numerator)."""
@@ -285,12 +285,14 @@ def coefficient_gradients(partial: torch.Tensor, b: torch.Tensor, shared_numerat
     db = torch.empty(groups, 4, device=partial.device, dtype=torch.float32)
     group_width = D // groups
     _group_gradients_kernel[(1,)](sums, b, da, db, groups, group_width, SHARED=shared_numerator,
-                                  BLOCK_W=min(64, triton.next_power_of_2(group_width)))
+                                  BLOCK_W=min(64, triton.next_power_of_2(group_width)),
+                                  ZERO_SIGN=float(sign_at_zero))
     return da, db
 
 
-def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
-                      denominator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
+                      sign_at_zero: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dx, da, db for upstream dy; sign(0) = ``sign_at_zero`` in the gradients of |x| and |b| (as the reference)."""
     groups = check_rational_inputs(x, numerator, denominator)
     D = x.shape[-1]
     x2 = x.reshape(-1, D).contiguous()
@@ -303,24 +305,28 @@ def rational_backward(dy: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor
     partial = torch.empty(rows, D, N_TERMS, device=x.device, dtype=torch.float32)
     _rational_bwd_kernel[(rows, triton.cdiv(D, block_d))](x2, dy2, a, b, dx, partial, N, D, D // groups,
                                                           a_stride_group, BLOCK_N=block_n, BLOCK_D=block_d,
-                                                          num_warps=BWD_WARPS)
-    da, db = coefficient_gradients(partial, b, shared_numerator=numerator.shape[0] == 1)
+                                                          ZERO_SIGN=float(sign_at_zero), num_warps=BWD_WARPS)
+    da, db = coefficient_gradients(partial, b, numerator.shape[0] == 1, sign_at_zero)
     return dx.reshape(x.shape), da.to(numerator.dtype), db.to(denominator.dtype)
 
 
 class _RationalFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,  # type: ignore[override]
+                sign_at_zero: int) -> torch.Tensor:
         ctx.save_for_backward(x, numerator, denominator)
+        ctx.sign_at_zero = sign_at_zero
         return rational_forward(x, numerator, denominator)
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):  # type: ignore[override]
         x, numerator, denominator = ctx.saved_tensors
-        dx, da, db = rational_backward(dy, x, numerator, denominator)
-        return dx, da, db
+        dx, da, db = rational_backward(dy, x, numerator, denominator, ctx.sign_at_zero)
+        return dx, da, db, None
 
 
-def rational_triton(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """F(x) per channel group with Triton kernels, differentiable in x and both coefficient sets."""
-    return _RationalFunction.apply(x, numerator, denominator)
+def rational_triton(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
+                    sign_at_zero: int = 1) -> torch.Tensor:
+    """F(x) per channel group with Triton kernels, differentiable in x and both coefficient sets; sign(0) =
+    ``sign_at_zero`` in the gradients of |x| and |b|."""
+    return _RationalFunction.apply(x, numerator, denominator, sign_at_zero)
