@@ -126,3 +126,26 @@ def test_gpu_block_at_a_transformer_shape_passes_the_gate(dtype):
     config = Config("af_kan", "triton", "block", "cuda", dtype, 512, 256, 1024)
     result = check_against_reference(config, config.build())
     assert result.ok, result.message
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eval_mode_scales_by_the_running_extremes_as_the_reference_does(device):
+    """Training-mode forwards update both layers' running extremes alike; in eval mode both scale by them, so a
+    row's output does not depend on the rest of its batch, and the gradients still match the reference's."""
+    layer = reference_layer(13, 9, 3)
+    fused = fused_copy(layer, device)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        x = torch.randn(7, 13, generator=g, dtype=torch.float64)
+        layer(x)
+        fused(x.float().to(device))
+    assert torch.allclose(fused.running_extremes.double().cpu(), layer.running_extremes, rtol=1e-5, atol=1e-6)
+    layer.eval()
+    fused.eval()
+    x = torch.randn(6, 13, generator=g, dtype=torch.float64)
+    alone = torch.cat([layer(x[i:i + 1]) for i in range(6)])
+    assert torch.allclose(layer(x), alone, rtol=1e-12, atol=1e-12)  # batch composition no longer matters
+    dy = torch.randn(6, 9, generator=g, dtype=torch.float64)
+    truth = outputs_and_grads(layer, x, dy)
+    got = outputs_and_grads(fused, x.float().to(device), dy.float().to(device))
+    assert max(errors(got, truth).values()) < 3e-4, errors(got, truth)

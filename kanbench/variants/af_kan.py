@@ -13,9 +13,12 @@ func_norm on, LayerNorm, method global_attn. With trainable ``s_j = (j - k)/G`` 
 
 ``func_norm``: the authors' code L2-normalises the whole feature tensor and then min-max scales it over the whole
 batch tensor. The L2 step cancels in the min-max (a positive scale), so kanbench computes the min-max only.
-``func_norm='batch'`` (the default, as in the paper) makes a token's output depend on the other tokens in the batch;
+``func_norm='batch'`` (the default, as in the paper) makes a token's output depend on the other tokens in the batch
+while training. In eval mode kanbench uses the running extremes instead (an exponential moving average of the
+training batches' min and max, momentum 0.1, as BatchNorm's running statistics), so that a prediction does not
+depend on which other examples share its batch (the authors evaluate with the test batch's own extremes).
 ``'sample'`` min-max scales each token's (d_in, G+k) features on their own; ``'none'`` skips it. The benchmarks use
-the default, ``'batch'``.
+the default, ``'batch'``, in training mode.
 Parameters: d_out·d_in + 2·d_in (LayerNorm) + (G+k+1) (attention Linear) + 2·(G+k) (s, e) + 1 (τ).
 """
 
@@ -55,6 +58,7 @@ FUNCS = {
     "cubic2": (_cubic2, 3),
 }
 NORMS = ("batch", "sample", "none")
+RUNNING_MOMENTUM = 0.1
 DEFAULTS = {"grid_size": 3, "k": 3, "activation": "silu", "func": "quad1", "func_norm": "batch"}
 
 
@@ -87,13 +91,26 @@ class AFKANLayer(nn.Module):
         self.norm = nn.LayerNorm(d_in)
         self.base_weight = nn.Parameter(torch.empty(d_out, d_in))
         nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
+        # (min, max) of F over the training batches; NaN until the first one (eval then uses the batch's own)
+        self.register_buffer("running_extremes", torch.full((2,), float("nan")))
+
+    def batch_extremes(self, batch: torch.Tensor) -> torch.Tensor:
+        """The (min, max) that ``func_norm='batch'`` scales by, from this batch's ``batch`` = (min F, max F): the
+        batch's own while training (and the running extremes updated), the running ones in eval mode."""
+        running = self.running_extremes
+        if self.training:
+            with torch.no_grad():  # tensor ops only: no host sync, and nothing for torch.compile to guard on
+                seen = batch.detach().to(running.dtype)
+                running.copy_(torch.where(running.isnan(), seen, running.lerp(seen, RUNNING_MOMENTUM)))
+            return batch
+        return torch.where(running.isnan(), batch, running.to(batch.dtype))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d_in) → (N, d_in, G+k) normalised features F."""
         x = x.unsqueeze(-1)
         feats = self.func(self.act(x - self.start), self.act(self.end - x))
         if self.func_norm == "batch":
-            lo, hi = feats.amin(), feats.amax()
+            lo, hi = self.batch_extremes(torch.stack([feats.amin(), feats.amax()]))
             feats = (feats - lo) / (hi - lo)
         elif self.func_norm == "sample":
             lo, hi = feats.amin(dim=(1, 2), keepdim=True), feats.amax(dim=(1, 2), keepdim=True)

@@ -21,9 +21,15 @@ class FusedAFKANLayer(AFKANLayer):
         from kanbench.kernels.af_kan.hidden import af_kan_hidden
 
         lead = x.shape[:-1]
-        h = af_kan_hidden(x.reshape(-1, self.d_in), self.start, self.end, self.attention.weight.reshape(-1),
-                          self.attention.bias, self.temperature.clamp(min=1.0), self.norm.weight, self.norm.bias,
-                          self.norm.eps, self.activation, self.func_name, self.func_norm)
+        running = self.running_extremes
+        # eval mode scales by the running extremes once there are any (the reference's batch_extremes)
+        fixed = None if self.training or bool(running.isnan().any()) else running
+        h, extremes = af_kan_hidden(x.reshape(-1, self.d_in), self.start, self.end, self.attention.weight.reshape(-1),
+                                    self.attention.bias, self.temperature.clamp(min=1.0), self.norm.weight,
+                                    self.norm.bias, self.norm.eps, self.activation, self.func_name, self.func_norm,
+                                    fixed)
+        if self.func_norm == "batch" and self.training:
+            self.batch_extremes(extremes)  # updates the running extremes as the reference does
         return F.linear(h, self.base_weight).reshape(*lead, self.d_out)
 
 

@@ -34,14 +34,17 @@ class AFKANHidden(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, alpha: torch.Tensor,
                 beta: torch.Tensor, temperature: torch.Tensor, gamma: torch.Tensor, delta: torch.Tensor,
-                eps: float, kinds: tuple[int, int, int]) -> torch.Tensor:
+                eps: float, kinds: tuple[int, int, int], fixed_extremes: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         act_id, func_id, norm = kinds
         M, d_in = x.shape
         chunk = _chunk(d_in)
         chunks = triton.cdiv(d_in, chunk)
         fixed = {"ACT": act_id, "FUNC": func_id, "N_BASES": start.numel(), "CHUNK": chunk}
         extremes = torch.empty(2, device=x.device, dtype=torch.float32)
-        if norm == kern.BATCH:
+        if norm == kern.BATCH and fixed_extremes is not None:  # eval mode's running extremes: constants
+            extremes = fixed_extremes.detach().float().contiguous()
+        elif norm == kern.BATCH:
             parts = torch.empty(_programs(M, x.device), 2, device=x.device, dtype=torch.float32)
             kern._batch_extremes_kernel[(parts.shape[0],)](x, start, end, parts, M, d_in, **fixed)
             extremes = torch.stack([parts[:, 0].min(), parts[:, 1].max()])  # on the device, no host read
@@ -53,11 +56,12 @@ class AFKANHidden(torch.autograd.Function):
         kern._hidden_kernel[(_programs(M, x.device, chunks), chunks)](x, *params, gamma, delta, stats, h, M, d_in,
                                                                        **fixed)
         ctx.save_for_backward(x, *params, gamma, delta, stats)
-        ctx.kinds = kinds
-        return h
+        ctx.kinds, ctx.fixed_extremes = kinds, fixed_extremes is not None
+        ctx.mark_non_differentiable(extremes)
+        return h, extremes
 
     @staticmethod
-    def backward(ctx, dh: torch.Tensor):
+    def backward(ctx, dh: torch.Tensor, _: torch.Tensor):
         x, start, end, alpha, beta, temperature, gamma, delta, stats = ctx.saved_tensors
         act_id, func_id, norm = ctx.kinds
         M, d_in = x.shape
@@ -78,7 +82,7 @@ class AFKANHidden(torch.autograd.Function):
         kern._backward_kernel[(programs, chunks)](*params, sums, dx, vec, small, ties, M, d_in, NORM=norm,
                                                   BLOCK_J=block_j, num_warps=BACKWARD_WARPS, **fixed)
         vec, small = vec.sum(0), small.sum(0)  # the programs' partial sums, in a fixed order
-        if norm != kern.NONE:  # the min and max's gradients, shared by the elements equal to them
+        if norm != kern.NONE and not ctx.fixed_extremes:  # the min and max's gradients, shared by the elements equal
             per_row = ties.sum(1)
             grads, counts = per_row[:, :2], per_row[:, 2:]
             if norm == kern.BATCH:
@@ -97,16 +101,18 @@ class AFKANHidden(torch.autograd.Function):
 
         return (dx, like(small[:n], start), like(small[n:2 * n], end), like(small[2 * n:3 * n], alpha),
                 like(small[3 * n], beta), like(small[3 * n + 1], temperature), like(vec[0], gamma),
-                like(vec[1], delta), None, None)
+                like(vec[1], delta), None, None, None)
 
 
 def af_kan_hidden(x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
                   temperature: torch.Tensor, gamma: torch.Tensor, delta: torch.Tensor, eps: float, activation: str,
-                  func: str, func_norm: str) -> torch.Tensor:
+                  func: str, func_norm: str, fixed_extremes: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """AF-KAN's hidden row ``h`` (N, d_in) for inputs ``x`` (N, d_in): ``start``/``end`` (G+k,), ``alpha`` (G+k,)
     and ``beta`` (1,) the attention Linear, ``temperature`` = max(τ, 1) as a tensor, ``gamma``/``delta``/``eps`` the
-    LayerNorm's. The output layer is ``h·Wᵀ``."""
+    LayerNorm's. The output layer is ``h·Wᵀ``. Returns h and the (min, max) that ``func_norm='batch'`` scaled by:
+    the batch's, or ``fixed_extremes`` when given (eval mode's running extremes: no gradient flows to them)."""
     check_launchable(x, "af_kan (triton)")
     kinds = (ACTIVATIONS[activation], FUNCS[func], NORMS[func_norm])
     params = [p.contiguous() for p in (start, end, alpha, beta, temperature.reshape(1), gamma, delta)]
-    return AFKANHidden.apply(x.contiguous(), *params, eps, kinds)
+    return AFKANHidden.apply(x.contiguous(), *params, eps, kinds, fixed_extremes)
