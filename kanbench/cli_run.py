@@ -16,8 +16,8 @@ import torch
 from rich.console import Console
 
 from kanbench import registry
-from kanbench.harness import accuracy, contention
-from kanbench.harness.base import harness_names
+from kanbench.harness import accuracy, contention, tuning
+from kanbench.harness.base import get_harness, harness_names
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
 from kanbench.harness.presets import PRESETS, get_preset
@@ -93,6 +93,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                    help="seeds per configuration (default: 1 for latency/flops/memory, 3 for accuracy)")
     p.add_argument("--match", default="params", help="accuracy: match hidden widths by params | flops | none")
     p.add_argument("--tasks", default=None, help="accuracy tasks, comma-separated (default: the preset's)")
+    p.add_argument("--protocol", default="tuned", choices=tuning.PROTOCOLS,
+                   help="accuracy: tuned (learning rate and input preparation searched per variant on validation, "
+                        "the same budget for each) or uniform (one shared recipe, an ablation)")
     p.add_argument("--threads", default=None, type=int, help="CPU threads for torch, >= 1 (default: all cores)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
@@ -166,7 +169,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
                      _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds or 1, threads,
                      args.cuda_graph, tasks, args.match, args.seeds or 3,
-                     _ints(args.decode_tokens, "--decode-tokens"))
+                     _ints(args.decode_tokens, "--decode-tokens"), args.protocol)
     if not plan.items and not plan.accuracy_items:
         raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
     for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
@@ -184,8 +187,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     env = environment(device, sys.argv[1:] if args.command == "run" else None)
     env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
                 "threads": threads})
+    searches = 0
+    if plan.accuracy_items:
+        env["accuracy_protocol"] = plan.protocol
+        searches = sum(1 for u in get_harness("accuracy").units(plan) if u[2].startswith(tuning.SEARCH_PREFIX))
     console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
-                  f"{len(plan.accuracy_items)} training runs, "
+                  f"{len(plan.accuracy_items)} training runs"
+                  + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "") + ", "
                   f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
     busy = contention.machine_load(0.5)
     if busy is not None and busy.contaminated:

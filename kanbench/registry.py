@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kanbench.costs import Cost
+from kanbench.preparation import DEFAULT_PREPARATIONS, Preparation
 
 ALL_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 REFERENCE = "reference"  # every variant's readable PyTorch impl: the truth every other impl is checked against
@@ -100,6 +101,9 @@ class VariantSpec:
     extra_flop_metrics: Callable[..., list[tuple[str, float, str, str]]] | None = None
     # The variant every speed-up is measured against (``mlp``): report tables read it here, never by name.
     baseline: bool = False
+    # How the accuracy harness may prepare this variant's inputs (kanbench.data.prepare), the authors' own first;
+    # the tuned protocol searches them all on validation, the uniform one gives every variant the first default.
+    preparations: tuple[Preparation, ...] = DEFAULT_PREPARATIONS
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -155,6 +159,7 @@ def register(
     edge_inputs: Callable[..., list[float]] | None = None,
     extra_flop_metrics: Callable[..., list[tuple[str, float, str, str]]] | None = None,
     baseline: bool = False,
+    preparations: tuple[Preparation, ...] = DEFAULT_PREPARATIONS,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl
     and a ``compiled`` one (``torch.compile`` of the reference, :mod:`kanbench.compiled`).
@@ -173,7 +178,7 @@ def register(
             defaults=dict(defaults), validate=validate, layer=layer, layer_cost=layer_cost,
             last_layer_hparams=dict(last_layer_hparams or {}), op=op, op_cost=op_cost,
             input_kind=input_kind, edge_inputs=edge_inputs, extra_flop_metrics=extra_flop_metrics,
-            baseline=baseline,
+            baseline=baseline, preparations=tuple(preparations),
         )
         spec.impls[REFERENCE] = Impl(REFERENCE, block=block, layer=layer, op=op, description="plain PyTorch")
         from kanbench.compiled import COMPILED, compiled_impl  # every variant, any added later too

@@ -31,7 +31,9 @@ def pydoc_text() -> str:
 
 
 def char_corpus(max_chars: int | None = None) -> CharCorpus:
-    """Printable ASCII and newlines (other characters mapped to '?'), split contiguously 90 / 5 / 5."""
+    """Printable ASCII and newlines (other characters mapped to '?'), split contiguously 72 / 14 / 14: about 65k
+    characters each for validation and test (of 465k), so that their bits per character agree within noise (a
+    5 / 5 split left 23k each, whose scores differed by 0.85 bits)."""
     text = pydoc_text()
     if max_chars is not None:
         text = text[:max_chars]
@@ -40,5 +42,5 @@ def char_corpus(max_chars: int | None = None) -> CharCorpus:
     index = {c: i for i, c in enumerate(vocab)}
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     n = len(ids)
-    a, b = math.floor(0.9 * n), math.floor(0.95 * n)
+    a, b = math.floor(0.72 * n), math.floor(0.86 * n)
     return CharCorpus(ids[:a], ids[a:b], ids[b:], vocab)

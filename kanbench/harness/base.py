@@ -40,6 +40,12 @@ class Harness:
         """Every configuration of the plan in each of its modes."""
         return [(config, self.name, mode) for config, modes in plan.items for mode in modes]
 
+    def units_given(self, plan: Plan, recorded: Rows) -> list[Unit]:
+        """The units that can be planned now, given the rows already ``recorded``: all of :meth:`units` unless a
+        harness's later units depend on earlier results (accuracy's final seeds on its search). The runner asks
+        again after each round until nothing new appears."""
+        return self.units(plan)
+
     def batches(self, units: list[Unit]) -> list[list[Unit]]:
         """Units measured together; by default each alone."""
         return [[unit] for unit in units]

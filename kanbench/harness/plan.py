@@ -26,6 +26,7 @@ class Plan:
     # accuracy: (configuration, task) per variant × task × seed; the configuration's d_hidden is the matched width
     accuracy_items: list[tuple[Config, str]] = field(default_factory=list)
     accuracy_quick: bool = True
+    protocol: str = "tuned"  # kanbench.harness.tuning: tuned | uniform
     match: str = "params"
     match_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
 
@@ -33,7 +34,8 @@ class Plan:
 def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, device: str, dtypes: list[str],
               tokens: list[int] | None, d_models: list[int] | None, d_hidden: int | None, harnesses: list[str],
               seeds: int = 1, threads: int = 1, cuda_graph: bool = False, tasks: list[str] | None = None,
-              match: str = "params", accuracy_seeds: int = 3, decode_tokens: list[int] | None = None) -> Plan:
+              match: str = "params", accuracy_seeds: int = 3, decode_tokens: list[int] | None = None,
+              protocol: str = "tuned") -> Plan:
     items: list[tuple[Config, tuple[str, ...]]] = []
     modes_main = tuple(m for m in preset.modes if m != "decode")
     token_sets: list[tuple[list[int], tuple[str, ...]]] = []
@@ -63,11 +65,13 @@ def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, devi
                                                 hidden if preset.form != "op" else d_model, hparams, seed)
                                 items.append((config, modes))
     plan = Plan(preset, items, tuple(harnesses), threads, preset.cuda_samples, preset.cpu_min_run_time, cuda_graph,
-                accuracy_quick=preset.accuracy_quick, match=match)
+                accuracy_quick=preset.accuracy_quick, protocol=protocol, match=match)
     if "accuracy" in harnesses:
         for task_name in tasks if tasks is not None else list(preset.accuracy_tasks):
             task = accuracy.get_task(task_name)
             for variant in variants:
+                if task.form == "anchor" and not registry.get_variant(variant).baseline:
+                    continue  # a check of the harness: once, beside the baseline
                 hidden, gap = (task.reference_hidden, 0.0) if accuracy.supports(task, variant) else \
                     accuracy.match_hidden(task, variant, match)
                 plan.match_gaps[(variant, task_name)] = gap

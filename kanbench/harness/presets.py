@@ -68,10 +68,12 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "accuracy-full",
-            "every accuracy task with its full training budget, parameter-matched widths, 3 seeds",
+            "every accuracy task with its full training budget, parameter-matched widths, learning rate and input "
+            "preparation searched per variant on validation (tuned protocol), 3 seeds, and the mnist1d-reference "
+            "check",
             harnesses=("accuracy",),
-            accuracy_tasks=("digits", "mnist1d", "kan-fit:exp_sin_sq", "kan-fit:product", "kan-fit:exp_sin_4d",
-                            "kan-fit:norm_3d", "vit-digits", "char-lm"),
+            accuracy_tasks=("mnist1d-reference", "digits", "mnist1d", "kan-fit:exp_sin_sq", "kan-fit:product",
+                            "kan-fit:exp_sin_4d", "kan-fit:norm_3d", "vit-digits", "char-lm"),
             accuracy_quick=False,
         ),
         Preset(

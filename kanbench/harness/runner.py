@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from kanbench.harness.base import Harness, Unit, get_harness, harness_names
 from kanbench.harness.context import RunContext
@@ -27,43 +35,51 @@ class Runner:
         # a last line cut by a crash or a full disk goes before anything is appended (and is reported)
         self.repairs = [m for m in (repair_partial_tail(results), repair_partial_tail(out_dir / "samples.csv")) if m]
         recorded = recorded_rows(results) if resume else []
+        self.recorded = list(recorded)  # and every row written since: what later units may depend on
         self.done = done_keys(recorded)
         self.plan = plan
         self.writer = ResultWriter(results)
         self.ctx = RunContext(plan, out_dir, run_id, ceilings, session, self.writer, recorded)
         self.harnesses: list[Harness] = [get_harness(name) for name in harness_names() if name in plan.harnesses]
 
-    def pending(self) -> tuple[list[tuple[Harness, list[Unit]]], int]:
-        """Each harness's units not yet on file, and how many were."""
-        work, already = [], 0
-        for harness in self.harnesses:
-            units = harness.units(self.plan)
-            todo = [u for u in units if u[0].key(u[1], u[2]) not in self.done]
-            already += len(units) - len(todo)
-            work.append((harness, todo))
-        return work, already
+    def pending(self, harness: Harness, attempted: set[tuple] | None = None) -> tuple[list[Unit], int]:
+        """``harness``'s units not yet on file (nor ``attempted`` in this run), and how many were on file."""
+        units = harness.units_given(self.plan, self.recorded)
+        todo = [u for u in units if u[0].key(u[1], u[2]) not in self.done | (attempted or set())]
+        return todo, sum(1 for u in units if u[0].key(u[1], u[2]) in self.done)
 
     def run(self, progress: bool = True) -> int:
         """Measure everything pending; returns how many units were already done."""
-        work, already = self.pending()
+        already = 0
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, disable=not progress, transient=False) as bar:
-            task = bar.add_task("kanbench run", total=sum(len(units) for _, units in work))
-            for harness, units in work:
-                for batch in harness.batches(units):
-                    config, _, mode = batch[0]
-                    what = f"{len(batch)} configs" if len(batch) > 1 else f"{config.variant}/{config.impl}"
-                    bar.update(task, description=f"{harness.name:8s} {what} {config.dtype} "
-                                                 f"{config.tokens}x{config.d_model} {mode}")
-                    for rows in harness.rows(self.ctx, batch):
-                        self.writer.write(rows)
-                    self.ctx.release()
-                    bar.advance(task, len(batch))
+            task = bar.add_task("kanbench run", total=sum(len(self.pending(h)[0]) for h in self.harnesses))
+            for harness in self.harnesses:
+                attempted: set[tuple] = set()
+                units, on_file = self.pending(harness)
+                already += on_file
+                while units:  # a round of units, then those that the round's rows made plannable
+                    for batch in harness.batches(units):
+                        self._measure(harness, batch, bar, task)
+                    attempted |= {u[0].key(u[1], u[2]) for u in units}
+                    units, _ = self.pending(harness, attempted)
+                    bar.update(task, total=bar.tasks[0].total + len(units))
             for harness in self.harnesses:
                 harness.finish(self.ctx)
         self.close()
         return already
+
+    def _measure(self, harness: Harness, batch: list[Unit], bar: Progress, task: TaskID) -> None:
+        config, _, mode = batch[0]
+        what = f"{len(batch)} configs" if len(batch) > 1 else f"{config.variant}/{config.impl}"
+        bar.update(task, description=f"{harness.name:8s} {what} {config.dtype} {config.tokens}x{config.d_model} "
+                                     f"{mode}")
+        for rows in harness.rows(self.ctx, batch):
+            self.writer.write(rows)
+            self.recorded.extend(rows)
+        self.ctx.release()
+        bar.advance(task, len(batch))
 
     def close(self) -> None:
         self.writer.close()

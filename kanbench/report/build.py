@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from kanbench.registry import REFERENCE, baseline_variant
-from kanbench.report import summary
+from kanbench.report import protocol, summary
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
 from kanbench.report.intervals import load_samples
 from kanbench.report.tables import CONFIG, accuracy_table, latency_table, metric_table
@@ -64,6 +64,10 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
         out += [Heading("Accuracy"), Text("Test metric of the checkpoint chosen on validation, mean ± std over "
                                           "seeds; `hidden` is the width matched to the MLP's parameters."),
                 Table(accuracy_table(df))]
+        share = protocol.converged_share(df)
+        out += [Heading("Accuracy protocol", 3), Text(protocol.protocol_text(env) + (
+            f" Over the whole table, {share[0]} of {share[1]} seeds converged." if share else "")),
+                Table(protocol.protocol_table(df))]
     if plots:
         out += [Heading("Plots")] + [Image(p) for p in plots if p.suffix == ".png"]
     failed = df[~df.status.isin(summary.MEASURED)]

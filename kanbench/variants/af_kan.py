@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanbench.costs import ELEMENTWISE, LAYER_NORM, REDUCTION, SOFTMAX, Cost
+from kanbench.preparation import MINMAX_UNIT, STANDARDIZE
 from kanbench.variants.two_layer import register_layer_variant
 
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
@@ -156,4 +157,6 @@ AFKANBlock = register_layer_variant(
     defaults=DEFAULTS,
     validate=validate,
     edge_inputs=edge_inputs,
+    # ReLU-KAN's bumps, generalised: intervals over [-k/G, 1 + k/G], inputs scaled to [0, 1] as the authors' images
+    preparations=(MINMAX_UNIT, STANDARDIZE),
 )

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanbench.costs import ELEMENTWISE, SILU, Cost
+from kanbench.preparation import MINMAX_SYMMETRIC, Preparation
 from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"grid_size": 5, "spline_order": 3, "grid_range": (-1.0, 1.0), "scale_noise": 0.1, "scale_base": 1.0,
@@ -130,4 +131,7 @@ BSplineKANBlock = register_layer_variant(
     defaults=DEFAULTS,
     validate=validate,
     edge_inputs=edge_inputs,
+    # The grid must cover the data: min-max onto the default grid range (-1, 1), or standardized inputs with a grid
+    # over (-3, 3) (±3 std); outside the grid only the SiLU base term is left (efficient-kan's linear tails).
+    preparations=(MINMAX_SYMMETRIC, Preparation("standardize", layer_hparams={"grid_range": (-3.0, 3.0)})),
 )

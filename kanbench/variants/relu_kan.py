@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanbench.costs import Cost, linear_cost
+from kanbench.preparation import MINMAX_UNIT, STANDARDIZE
 from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"grid_size": 5, "k": 3, "train_intervals": True}
@@ -84,4 +85,6 @@ ReLUKANBlock = register_layer_variant(
     validate=validate,
     edge_inputs=edge_inputs,
     input_kind="unit",
+    # the bumps cover about [0, 1] (the module docstring): the authors' inputs are scaled there
+    preparations=(MINMAX_UNIT, STANDARDIZE),
 )
