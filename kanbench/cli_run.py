@@ -17,7 +17,7 @@ from rich.console import Console
 
 from kanbench import registry
 from kanbench.harness import accuracy, contention, tuning
-from kanbench.harness.base import get_harness, harness_names
+from kanbench.harness.base import harness_names
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
 from kanbench.harness.presets import PRESETS, get_preset
@@ -190,7 +190,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     searches = 0
     if plan.accuracy_items:
         env["accuracy_protocol"] = plan.protocol
-        searches = sum(1 for u in get_harness("accuracy").units(plan) if u[2].startswith(tuning.SEARCH_PREFIX))
+        searches = accuracy.search_runs(plan)
     console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
                   f"{len(plan.accuracy_items)} training runs"
                   + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "") + ", "

@@ -148,3 +148,14 @@ def test_an_anchor_outside_the_tolerance_is_a_mismatch(tmp_path, monkeypatch):
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     row = df[df.metric == "test_accuracy"].iloc[0]
     assert row.status == "mismatch" and "gap -0.180" in row.message
+
+
+def test_tasks_run_one_after_another_so_an_interrupted_sweep_holds_whole_tasks(tmp_path, monkeypatch):
+    stand_in = StandIn()
+    monkeypatch.setattr(accuracy, "train", stand_in)
+    out = tmp_path / "two"
+    assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "accuracy", "--tasks",
+                 "digits,kan-fit:product", "--variants", "mlp", "--seeds", "2"]) == 0
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    order = list(dict.fromkeys(df[df.stat == "value"]["mode"]))
+    assert order == ["search:digits", "digits", "search:kan-fit:product", "kan-fit:product"]

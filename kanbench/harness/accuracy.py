@@ -162,6 +162,17 @@ def build_model(task: Task, variant: str, hidden: int, vocab: int = 0, hp: dict[
     return CharLM(variant, vocab, task.d_model, hidden, LM_CONTEXT, **hp)
 
 
+def search_runs(plan: Any) -> int:
+    """How many search runs the plan's protocol adds to its final training runs."""
+    total = 0
+    for config, task_name in plan.accuracy_items:
+        task = get_task(task_name)
+        if config.seed == 0 and task.form != "anchor" and not supports(task, config.variant):
+            settings = tuning.candidates(task, config.variant, plan.protocol)
+            total += len(settings) if len(settings) > 1 else 0
+    return total
+
+
 @register_harness
 class Accuracy(Harness):
     """Trains the plan's accuracy runs (variant × task × seed) under its protocol: under ``tuned`` first the search
@@ -175,8 +186,13 @@ class Accuracy(Harness):
         return self.units_given(plan, [])
 
     def units_given(self, plan: Any, recorded: Rows) -> list[Unit]:
+        """Task by task in the plan's order: a task's search runs, then its seeds once every variant's choice is on
+        file; a later task's units wait for that, so an interrupted sweep holds whole tasks rather than searches."""
         units: list[Unit] = []
+        waiting = None  # the first task whose final seeds still wait for a choice
         for config, task_name in plan.accuracy_items:
+            if waiting is not None and task_name != waiting:
+                break
             task = get_task(task_name)
             base = dict(config.hparams)
             if supports(task, config.variant):  # its one row says why not
@@ -192,6 +208,8 @@ class Accuracy(Harness):
             chosen = tuning.choose(task, config.variant, config.d_hidden, recorded)
             if chosen is not None:
                 units.append((dataclasses.replace(config, hparams=chosen), self.name, task_name))
+            else:
+                waiting = task_name
         return units
 
     def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
