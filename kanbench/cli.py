@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kanbench.registry import get_variant, list_variants
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # bad input: a message that says what is accepted, never a traceback
         if os.environ.get("KANBENCH_DEBUG"):
             raise
-        console.print(f"[bold red]kanbench {args.command}:[/] {err}", highlight=False)
+        console.print(f"[bold red]kanbench {args.command}:[/] {escape(str(err))}", highlight=False)
         return 2
 
 

@@ -16,8 +16,10 @@ import torch
 from rich.console import Console
 
 from kanbench import registry
+from kanbench.executors import EXECUTORS, get_executor
 from kanbench.harness import accuracy, contention, tuning
 from kanbench.harness.base import harness_names
+from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
 from kanbench.harness.presets import PRESETS, get_preset
@@ -97,6 +99,11 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                    help="accuracy: tuned (learning rate and input preparation searched per variant on validation, "
                         "the same budget for each) or uniform (one shared recipe, an ablation)")
     p.add_argument("--threads", default=None, type=int, help="CPU threads for torch, >= 1 (default: all cores)")
+    p.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="where units are measured: this process (local) or tasks on a Ray cluster (ray; needs "
+                        "the kanbench[ray] extra)")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the cluster's head, host:port (default: a local Ray for this run)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
@@ -175,6 +182,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
         config.validate()
 
+    executor = get_executor(args.executor, args.ray_address)  # before anything is written: fail fast
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)
     if (out_dir / "results.csv").exists() and (out_dir / "results.csv").stat().st_size and not args.resume:
@@ -207,8 +215,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
     if previous:  # the first session's record stays the run's; later ones are in `sessions`
         env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
+    env["executor"] = args.executor
+    env["node"] = node_name()  # where the driver ran; with Ray, each row's node is in env["nodes"]
     write_env(out_dir / "env.json", env)
-    runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions))
+    runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions), executor)
     for repair in runner.repairs:
         console.print(f"[yellow]{repair}[/]")
     try:
@@ -218,6 +228,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]interrupted: the rows so far are in {out_dir / 'results.csv'}; continue with "
                       f"--resume --out {out_dir}[/]")
         return 130
+    finally:
+        if executor is not None:
+            env["nodes"] = {**env.get("nodes", {}), **executor.nodes}
+            executor.close()
     env["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_env(out_dir / "env.json", env)
     if skipped:

@@ -15,7 +15,7 @@ LAYERS = [  # lowest first: (module prefix, layer)
     ("kanbench.variants", 1), ("kanbench.data", 1),
     ("kanbench.kernels", 2),
     ("kanbench.harness", 3),
-    ("kanbench.report", 4),
+    ("kanbench.report", 4), ("kanbench.executors", 4),
     ("kanbench.cli", 5), ("kanbench.cli_run", 5),
 ]
 

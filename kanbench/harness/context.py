@@ -5,9 +5,10 @@ the session that measured it."""
 from __future__ import annotations
 
 import csv
+import socket
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
@@ -36,30 +37,60 @@ def describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
+def node_name() -> str:
+    """This machine's name in the rows' ``node`` column and env.json's ``nodes``."""
+    return socket.gethostname()
+
+
+class MemoryWriter:
+    """A :class:`ResultWriter` that keeps the rows (a remote worker's context returns them to the driver)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+
+    def close(self) -> None:
+        pass
+
+
 class RunContext:
+    """``samples``: where timing samples go; by default ``out_dir/samples.csv`` (a remote worker passes a buffer
+    whose text it returns to the driver)."""
+
     def __init__(self, plan: Plan, out_dir: Path, run_id: str, ceilings: dict[str, float], session: int,
-                 writer: ResultWriter, recorded: list[dict[str, str]]) -> None:
+                 writer: ResultWriter | MemoryWriter, recorded: list[dict[str, str]],
+                 samples: TextIO | None = None) -> None:
         self.plan, self.out_dir, self.run_id, self.ceilings, self.session = plan, out_dir, run_id, ceilings, session
         self.writer = writer
+        self.node = node_name()
         # the gate's verdicts already on file: a resumed run reuses them and never writes a second gate row
         self._gates = {unit_key(r): correctness.GateResult(r["status"] == "ok", float(r["value"] or "inf"),
                                                            r["message"], r["status"])
                        for r in recorded if r["harness"] == "correctness"}
-        samples_path = out_dir / "samples.csv"
-        new = not samples_path.exists() or samples_path.stat().st_size == 0
-        self._samples_file = samples_path.open("a", newline="")
+        if samples is None:
+            samples_path = out_dir / "samples.csv"
+            new = not samples_path.exists() or samples_path.stat().st_size == 0
+            samples = samples_path.open("a", newline="")
+            if new:
+                csv.writer(samples).writerow(SAMPLE_COLUMNS)
+                samples.flush()
+        self._samples_file = samples
         self.samples = csv.writer(self._samples_file)
-        if new:
-            self.samples.writerow(SAMPLE_COLUMNS)
-            self._samples_file.flush()
         self._modules: dict[tuple, torch.nn.Module] = {}
 
     def row(self, config: Config, harness: str, mode: str, metric: str, value: float | None, unit: str,
             stat: str = "value", params: int | None = None, status: str = "ok", message: str = "") -> dict[str, Any]:
         return row(config, self.run_id, harness, mode, metric, value, unit, stat, params, status, message,
-                   self.session)
+                   self.session, self.node)
 
     def flush_samples(self) -> None:
+        self._samples_file.flush()
+
+    def append_samples(self, text: str) -> None:
+        """Samples measured elsewhere (a remote worker's), already in the file's CSV form."""
+        self._samples_file.write(text)
         self._samples_file.flush()
 
     # -- modules -----------------------------------------------------------------------------------------------

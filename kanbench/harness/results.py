@@ -21,6 +21,7 @@ from kanbench.harness.env import DTYPES
 COLUMNS = [
     "run_id", "variant", "impl", "form", "harness", "mode", "metric", "value", "unit", "stat", "device", "dtype",
     "tokens", "d_model", "d_hidden", "shape", "params", "hparams", "seed", "status", "message", "session",
+    "node",  # the machine that measured the row (its environment: env.json's "nodes"); added last, see upgrade
 ]
 # noisy: measured, but the machine was busy during the measurement even after re-measuring (see contention.py)
 STATUSES = ("ok", "noisy", "oom", "error", "mismatch", "skipped")
@@ -113,8 +114,9 @@ def unit_key(fields: dict[str, Any]) -> tuple:
 
 def row(config: Config, run_id: str, harness: str, mode: str, metric: str, value: float | None, unit: str,
         stat: str = "value", params: int | None = None, status: str = "ok", message: str = "",
-        session: int = 0) -> dict[str, Any]:
-    """One CSV row; ``session`` is the index of the env.json session (a resumed run adds one) that measured it."""
+        session: int = 0, node: str = "") -> dict[str, Any]:
+    """One CSV row; ``session`` is the index of the env.json session (a resumed run adds one) that measured it,
+    ``node`` the machine (a key of env.json's ``nodes``)."""
     assert status in STATUSES, status
     fields = asdict(config)
     fields.pop("hparams")
@@ -122,8 +124,25 @@ def row(config: Config, run_id: str, harness: str, mode: str, metric: str, value
         **fields, "run_id": run_id, "harness": harness, "mode": mode, "metric": metric,
         "value": "" if value is None else value, "unit": unit, "stat": stat, "shape": config.shape,
         "params": "" if params is None else params, "hparams": config.hparams_json(), "status": status,
-        "message": message.replace("\n", " ")[:500], "session": session,
+        "message": message.replace("\n", " ")[:500], "session": session, "node": node,
     }
+
+
+def upgrade_columns(path: Path) -> str | None:
+    """A results.csv of an earlier kanbench whose columns are this version's minus some added since (they are only
+    ever added at the end) gets them, empty, so that --resume can add to it. Returns what was done, or None."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open(newline="") as f:
+        columns = next(csv.reader([f.readline().rstrip("\r\n")]))
+    if columns == COLUMNS or columns != COLUMNS[: len(columns)]:
+        return None  # this version's, or another schema (repair_partial_tail refuses it)
+    rows = recorded_rows(path)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({**r, **{c: "" for c in COLUMNS[len(columns):]}} for r in rows)
+    return f"{path.name}: added the column(s) {', '.join(COLUMNS[len(columns):])} of this kanbench version"
 
 
 def repair_partial_tail(path: Path) -> str | None:
@@ -136,7 +155,7 @@ def repair_partial_tail(path: Path) -> str | None:
     header = data.split(b"\n", 1)[0].decode(errors="replace").rstrip("\r")
     columns = next(csv.reader([header]))
     expected = COLUMNS if path.name == "results.csv" else None
-    if expected is not None and columns != expected:
+    if expected is not None and columns != expected[: len(columns)]:  # an older prefix is upgraded afterwards
         raise ValueError(f"{path} has the columns of another kanbench version ({len(columns)} columns, not "
                          f"{len(expected)}); --resume cannot add to it: start a new run with a new --out.")
     keep = data if data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]

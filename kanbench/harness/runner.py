@@ -9,6 +9,7 @@ the correctness gate every measurement passes through, the samples file) is the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -23,17 +24,28 @@ from rich.progress import (
 from kanbench.harness.base import Harness, Unit, get_harness, harness_names
 from kanbench.harness.context import RunContext
 from kanbench.harness.plan import Plan
-from kanbench.harness.results import ResultWriter, done_keys, recorded_rows, repair_partial_tail
+from kanbench.harness.results import (
+    ResultWriter,
+    done_keys,
+    recorded_rows,
+    repair_partial_tail,
+    unit_key,
+    upgrade_columns,
+)
 
 
 class Runner:
     """Runs a plan into ``out_dir``: results.csv, samples.csv (every timing sample)."""
 
     def __init__(self, plan: Plan, out_dir: Path, run_id: str, ceilings: dict[str, float], resume: bool,
-                 session: int = 0) -> None:
+                 session: int = 0, executor: Any = None) -> None:
+        """``executor``: None measures in this process; otherwise an object whose ``run_round(runner, harness,
+        batches, advance)`` measures the batches elsewhere (kanbench.executors) and hands each one's rows and
+        samples to :meth:`record` as they arrive."""
         results = out_dir / "results.csv"
         # a last line cut by a crash or a full disk goes before anything is appended (and is reported)
-        self.repairs = [m for m in (repair_partial_tail(results), repair_partial_tail(out_dir / "samples.csv")) if m]
+        self.repairs = [m for m in (repair_partial_tail(results), repair_partial_tail(out_dir / "samples.csv"),
+                                    upgrade_columns(results)) if m]
         recorded = recorded_rows(results) if resume else []
         self.recorded = list(recorded)  # and every row written since: what later units may depend on
         self.done = done_keys(recorded)
@@ -41,6 +53,8 @@ class Runner:
         self.writer = ResultWriter(results)
         self.ctx = RunContext(plan, out_dir, run_id, ceilings, session, self.writer, recorded)
         self.harnesses: list[Harness] = [get_harness(name) for name in harness_names() if name in plan.harnesses]
+        self.executor = executor
+        self._gate_keys = {unit_key(r) for r in recorded if r["harness"] == "correctness"}
 
     def pending(self, harness: Harness, attempted: set[tuple] | None = None) -> tuple[list[Unit], int]:
         """``harness``'s units not yet on file (nor ``attempted`` in this run), and how many were on file."""
@@ -60,7 +74,10 @@ class Runner:
                 units, on_file = self.pending(harness)
                 already += on_file
                 while units:  # a round of units, then those that the round's rows made plannable
-                    for batch in harness.batches(units):
+                    if self.executor is not None:
+                        self.executor.run_round(self, harness, harness.batches(units),
+                                                lambda n: bar.advance(task, n))
+                    for batch in harness.batches(units) if self.executor is None else []:
                         self._measure(harness, batch, bar, task)
                     attempted |= {u[0].key(u[1], u[2]) for u in units}
                     units, _ = self.pending(harness, attempted)
@@ -76,10 +93,24 @@ class Runner:
         bar.update(task, description=f"{harness.name:8s} {what} {config.dtype} {config.tokens}x{config.d_model} "
                                      f"{mode}")
         for rows in harness.rows(self.ctx, batch):
-            self.writer.write(rows)
-            self.recorded.extend(rows)
+            self.record(rows)
         self.ctx.release()
         bar.advance(task, len(batch))
+
+    def record(self, rows: list[dict[str, Any]], samples: str = "") -> None:
+        """Write one unit's rows (and its timing samples, as CSV text) at once. A gate verdict already on file is
+        not written twice (remote workers each check the configurations they measure)."""
+        fresh = []
+        for r in rows:
+            if r["harness"] == "correctness":
+                if unit_key(r) in self._gate_keys:
+                    continue
+                self._gate_keys.add(unit_key(r))
+            fresh.append(r)
+        if samples:
+            self.ctx.append_samples(samples)
+        self.writer.write(fresh)
+        self.recorded.extend(fresh)
 
     def close(self) -> None:
         self.writer.close()
