@@ -161,3 +161,8 @@ def test_clear_errors_without_ray_or_with_an_unreachable_address(tmp_path, monke
     monkeypatch.setattr(ray_tasks.importlib.util, "find_spec", lambda name: None if name == "ray" else real(name))
     assert main(["run", "--out", str(tmp_path / "x"), *SMALL, "--executor", "ray"]) == 2
     assert "pip install -e '.[ray]'" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_unit_no_node_can_hold_is_a_clear_error_not_a_hang(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path / "x"), *SMALL[:-2], "--threads", "3", "--executor", "ray"]) == 2
+    assert "no node of the cluster has more than 2 CPUs: lower --threads" in " ".join(capsys.readouterr().out.split())

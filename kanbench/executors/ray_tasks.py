@@ -16,8 +16,10 @@ only (the driver writes each unit's rows at once), so ``--resume`` completes it,
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kanbench.executors.worker import measure_batch
@@ -45,6 +47,18 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
                          f"there, or check the address (the head's host:port, default port 6379).") from None
 
 
+def physical_cores() -> int:
+    """Distinct (package, core) pairs among the CPUs this process may use (Linux sysfs); else os.cpu_count()."""
+    cores = set()
+    for cpu in os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ():
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            return os.cpu_count() or 1
+    return len(cores) or os.cpu_count() or 1
+
+
 def resources(plan: Any, batch: list[Unit]) -> dict[str, float]:
     """What a batch asks Ray for: a whole GPU for CUDA work, the run's thread count in CPUs otherwise."""
     if batch[0][0].device.startswith("cuda"):
@@ -68,8 +82,8 @@ class RayExecutor:
             if address:
                 check_reachable(address)
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            else:  # a local Ray for this run: one logical CPU per core
-                ray.init(include_dashboard=False, log_to_driver=False)
+            else:  # a local Ray for this run: one logical CPU per physical core
+                ray.init(num_cpus=physical_cores(), include_dashboard=False, log_to_driver=False)
         self.task = ray.remote(_started_then_measure)
         self.queue: Any = None  # started with the first round: one small actor for the whole run
         self.nodes: dict[str, dict[str, Any]] = {}  # node → its environment, for env.json
@@ -83,6 +97,7 @@ class RayExecutor:
         if self.queue is None:
             self.queue = Queue()
         queue = self.queue
+        self.check_feasible([resources(runner.plan, batch) for batch in batches])
         gates = [r for r in runner.recorded if r["harness"] == "correctness"]
         pending: dict[Any, tuple[int, list[Unit]]] = {}
         for index, batch in enumerate(batches):
@@ -111,6 +126,19 @@ class RayExecutor:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
+
+    def check_feasible(self, requests: list[dict[str, float]]) -> None:
+        """A request no node can ever satisfy would wait for ever: say which flag to change instead."""
+        nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
+        for key, flag in (("num_cpus", "--threads"), ("num_gpus", "a CUDA device")):
+            name = "CPU" if key == "num_cpus" else "GPU"
+            most = max((n.get(name, 0) for n in nodes), default=0)
+            wanted = max((r.get(key, 0) for r in requests), default=0)
+            if wanted > most:
+                what = f"--threads {wanted:g}" if key == "num_cpus" else "a whole GPU"
+                raise ValueError(f"each unit asks Ray for {what}, but no node of the cluster has more than "
+                                 f"{most:g} {name}s: " + ("lower --threads." if key == "num_cpus" else
+                                                          f"add GPU nodes or measure on --device cpu ({flag})."))
 
     @staticmethod
     def lost_rows(runner: Any, harness: Harness, batch: list[Unit], node: str, err: Exception) -> list[dict]:
