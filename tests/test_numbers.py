@@ -223,6 +223,19 @@ def test_an_interrupted_run_resumed_never_duplicates_a_key(tmp_path):
     assert len(resumed) == len(full)
 
 
+def test_resume_upgrades_a_results_file_of_an_earlier_version_that_lacks_the_node_column(tmp_path, capsys):
+    code, full, out = run(tmp_path, "--variants", "mlp,glu", "--harness", "flops")
+    older = full[full.variant == "mlp"].drop(columns=["node"])  # what an earlier kanbench wrote
+    older.to_csv(out / "results.csv", index=False)
+    code, resumed, _ = run(tmp_path, "--variants", "mlp,glu", "--harness", "flops", "--resume")
+    assert code == 0 and "added the column(s) node" in " ".join(capsys.readouterr().out.split())
+    assert len(resumed) == len(full) and list(resumed.columns) == list(full.columns)
+    assert set(resumed[resumed.variant == "mlp"].node) == {""} and "" not in set(resumed[resumed.variant == "glu"].node)
+    pd.DataFrame({"other": [1]}).to_csv(out / "results.csv", index=False)  # another schema is still refused
+    code, _, _ = run(tmp_path, "--variants", "mlp", "--harness", "flops", "--resume")
+    assert code == 2 and "columns of another kanbench version" in capsys.readouterr().out
+
+
 def test_a_run_into_a_folder_that_holds_one_needs_resume(tmp_path, capsys):
     run(tmp_path, "--variants", "mlp", "--harness", "flops")
     code, _, _ = run(tmp_path, "--variants", "mlp", "--harness", "flops")
