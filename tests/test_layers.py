@@ -1,4 +1,4 @@
-"""The layers import downward only: cli → report → harness → kernels → variants/data → registry/costs.
+"""The layers import downward only: cli → report/executors → harness → kernels → variants/data → registry/costs.
 
 Each module's imports of kanbench are read from its source (ast). A module may import its own layer or a lower
 one; the registry reaches variants and kernels only through ``importlib.import_module`` (its lazy plugin load,
