@@ -223,6 +223,7 @@ def _load_kernels() -> None:
     if not _loaded["kernels"]:
         _loaded["kernels"] = True
         importlib.import_module("kanbench.kernels")
+        importlib.import_module("kanbench.peers")  # the packages people install, as impls (kanbench[peers])
 
 
 def get_variant(name: str) -> VariantSpec:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [  # lowest first: (module prefix, layer)
     ("kanbench.costs", 0), ("kanbench.registry", 0), ("kanbench", 0),
     ("kanbench.variants", 1), ("kanbench.data", 1),
-    ("kanbench.kernels", 2),
+    ("kanbench.kernels", 2), ("kanbench.peers", 2),
     ("kanbench.harness", 3),
     ("kanbench.report", 4), ("kanbench.executors", 4),
     ("kanbench.cli", 5), ("kanbench.cli_run", 5),
