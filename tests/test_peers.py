@@ -11,7 +11,9 @@ from kanbench.cli import main
 from kanbench.harness.results import Config
 from kanbench.peers import INSTALL
 
-pytest.importorskip("flashkan", reason="needs the kanbench[peers] extra (CI installs it through .[test])")
+PEERS = ["flashkan", "inkan"]  # the bspline_kan impls of peer packages, each package named as its impl
+for package in PEERS:
+    pytest.importorskip(package, reason="needs the kanbench[peers] extra (CI installs it through .[test])")
 
 
 def outputs_and_grads(module, x, dy):
@@ -21,12 +23,13 @@ def outputs_and_grads(module, x, dy):
     return {"y": y.detach(), "dx": x.grad, **{n: p.grad for n, p in module.named_parameters()}}
 
 
+@pytest.mark.parametrize("impl", PEERS)
 @pytest.mark.parametrize("form", ["layer", "block"])
-def test_flashkan_with_mapped_weights_computes_the_reference_function(form):
+def test_a_peer_with_mapped_weights_computes_the_reference_function(impl, form):
     """Outputs and every gradient (named as the reference's) agree in float64 far below any mapping slip (which
-    would be O(1)); what is left, ~1e-8, is arithmetic: both hold their knots in float32, FlashKAN then assumes
+    would be O(1)); what is left, ~1e-8, is arithmetic: both hold their knots in float32, the peers then assume
     exactly uniform spacing."""
-    config = Config("bspline_kan", "flashkan", form, "cpu", "fp64", 24, 16, 40)
+    config = Config("bspline_kan", impl, form, "cpu", "fp64", 24, 16, 40)
     peer = config.build()
     reference = config.build("reference")
     reference.load_state_dict(peer.state_dict())
@@ -40,10 +43,11 @@ def test_flashkan_with_mapped_weights_computes_the_reference_function(form):
         assert float((got[name] - value).norm() / value.norm()) < 1e-6, name
 
 
-def test_a_peer_goes_through_the_gate_and_its_verdict_is_recorded(tmp_path):
+@pytest.mark.parametrize("impl", PEERS)
+def test_a_peer_goes_through_the_gate_and_its_verdict_is_recorded(tmp_path, impl):
     out = tmp_path / "peer"
     assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--variants", "bspline_kan", "--impl",
-                 "flashkan", "--harness", "flops", "--tokens", "32", "--d-model", "16"]) == 0
+                 impl, "--harness", "flops", "--tokens", "32", "--d-model", "16"]) == 0
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     gate = df[df.harness == "correctness"]
     assert len(gate) >= 1 and set(gate.status) <= {"ok", "mismatch"} and "" not in set(gate.value)
@@ -52,15 +56,16 @@ def test_a_peer_goes_through_the_gate_and_its_verdict_is_recorded(tmp_path):
         assert set(flops.status) == ({"mismatch"} if verdict == "mismatch" else {"ok"})
 
 
-def test_a_missing_peer_package_is_a_skipped_row_naming_it(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("impl", PEERS)
+def test_a_missing_peer_package_is_a_skipped_row_naming_it(tmp_path, monkeypatch, capsys, impl):
     import kanbench.peers as peers
 
     real = peers.importlib.util.find_spec
-    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None if name == "flashkan" else real(name))
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda name: None if name == impl else real(name))
     out = tmp_path / "missing"
     assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--variants", "bspline_kan", "--impl",
-                 "flashkan", "--harness", "flops", "--tokens", "32", "--d-model", "16"]) == 0
+                 impl, "--harness", "flops", "--tokens", "32", "--d-model", "16"]) == 0
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
-    assert set(df.status) == {"skipped"} and all(INSTALL in m and "'flashkan'" in m for m in df.message)
+    assert set(df.status) == {"skipped"} and all(INSTALL in m and f"'{impl}'" in m for m in df.message)
     assert main(["list"]) == 0
-    assert "flashkan" in capsys.readouterr().out
+    assert impl in capsys.readouterr().out

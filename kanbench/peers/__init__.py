@@ -28,4 +28,4 @@ def missing(package: str, module: str) -> Callable[[str], str | None]:
     return why_not
 
 
-from kanbench.peers import flashkan  # noqa: E402, F401 - registers the flashkan impl of bspline_kan
+from kanbench.peers import flashkan, inkan  # noqa: E402, F401 - each registers its impls
