@@ -14,7 +14,7 @@ from torch import nn
 
 from kanbench.kernels.launch import swapped
 from kanbench.peers import missing
-from kanbench.peers.flashkan import PeerBSplineLayer
+from kanbench.peers.bspline_peer import PeerBSplineLayer
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.bspline_kan import BSplineKANBlock, BSplineKANLayer
 
