@@ -86,6 +86,7 @@ class RayExecutor:
                 ray.init(num_cpus=physical_cores(), include_dashboard=False, log_to_driver=False)
         self.task = ray.remote(_started_then_measure)
         self.queue: Any = None  # started with the first round: one small actor for the whole run
+        self.submitted = 0  # batches submitted so far: each one's id in the queue, unique across rounds
         self.nodes: dict[str, dict[str, Any]] = {}  # node → its environment, for env.json
         self.spans: list[tuple[float, float, str]] = []  # (start, end, node) per batch, for the overlap check
 
@@ -100,11 +101,12 @@ class RayExecutor:
         self.check_feasible([resources(runner.plan, batch) for batch in batches])
         gates = [r for r in runner.recorded if r["harness"] == "correctness"]
         pending: dict[Any, tuple[int, list[Unit]]] = {}
-        for index, batch in enumerate(batches):
+        for index, batch in enumerate(batches, start=self.submitted):
             options = {**resources(runner.plan, batch), "max_retries": RETRIES, "retry_exceptions": False}
             ref = self.task.options(**options).remote(queue, index, runner.plan, harness, batch, runner.ctx.run_id,
                                                       runner.ctx.session, gates)
             pending[ref] = (index, batch)
+        self.submitted += len(batches)
         where: dict[int, str] = {}
         try:
             while pending:
@@ -130,15 +132,15 @@ class RayExecutor:
     def check_feasible(self, requests: list[dict[str, float]]) -> None:
         """A request no node can ever satisfy would wait for ever: say which flag to change instead."""
         nodes = [n["Resources"] for n in self.ray.nodes() if n.get("Alive")]
-        for key, flag in (("num_cpus", "--threads"), ("num_gpus", "a CUDA device")):
-            name = "CPU" if key == "num_cpus" else "GPU"
-            most = max((n.get(name, 0) for n in nodes), default=0)
-            wanted = max((r.get(key, 0) for r in requests), default=0)
-            if wanted > most:
-                what = f"--threads {wanted:g}" if key == "num_cpus" else "a whole GPU"
-                raise ValueError(f"each unit asks Ray for {what}, but no node of the cluster has more than "
-                                 f"{most:g} {name}s: " + ("lower --threads." if key == "num_cpus" else
-                                                          f"add GPU nodes or measure on --device cpu ({flag})."))
+        most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        cpus = max((r.get("num_cpus", 0) for r in requests), default=0)
+        if cpus > most_cpus:
+            raise ValueError(f"each unit asks Ray for --threads {cpus:g}, but no node of the cluster has more than "
+                             f"{most_cpus:g} CPUs: lower --threads.")
+        if any(r.get("num_gpus", 0) for r in requests) and most_gpus < 1:
+            raise ValueError("each CUDA unit asks Ray for a whole GPU, but no node of the cluster has one: add GPU "
+                             "nodes or measure on --device cpu.")
 
     @staticmethod
     def lost_rows(runner: Any, harness: Harness, batch: list[Unit], node: str, err: Exception) -> list[dict]:

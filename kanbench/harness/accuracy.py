@@ -71,6 +71,15 @@ class Task:
         return {"classify": ("test_accuracy", "fraction", True), "regress": ("test_rmse", "rmse", False),
                 "lm": ("test_bits_per_char", "bits/char", False)}[self.kind]
 
+    @property
+    def val_metric(self) -> str:
+        """The row of the best validation score (what model selection and the search compare)."""
+        return "best_" + self.metric[0].replace("test_", "val_")
+
+    def steps_for(self, quick: bool) -> int:
+        """The training budget: the short smoke budget or the full one."""
+        return self.steps_quick if quick else self.steps
+
 
 def _tasks() -> dict[str, Task]:
     tasks = [
@@ -190,6 +199,7 @@ class Accuracy(Harness):
         file; a later task's units wait for that, so an interrupted sweep holds whole tasks rather than searches."""
         units: list[Unit] = []
         waiting = None  # the first task whose final seeds still wait for a choice
+        chosen_for: dict[tuple, dict[str, Any] | None] = {}  # one search result serves every seed
         for config, task_name in plan.accuracy_items:
             if waiting is not None and task_name != waiting:
                 break
@@ -205,7 +215,10 @@ class Accuracy(Harness):
             if config.seed == 0:
                 units += [(dataclasses.replace(config, hparams=s.hparams(base)), self.name,
                            tuning.SEARCH_PREFIX + task_name) for s in settings]
-            chosen = tuning.choose(task, config.variant, config.d_hidden, recorded)
+            key = (config.variant, task_name, config.d_hidden)
+            if key not in chosen_for:
+                chosen_for[key] = tuning.choose(task, config.variant, config.d_hidden, recorded)
+            chosen = chosen_for[key]
             if chosen is not None:
                 units.append((dataclasses.replace(config, hparams=chosen), self.name, task_name))
             else:
@@ -216,7 +229,7 @@ class Accuracy(Harness):
         config, _, mode = batch[0]
         task = get_task(mode.removeprefix(tuning.SEARCH_PREFIX))
         search = mode != task.name
-        metric = f"best_{task.metric[0].replace('test_', 'val_')}" if search else task.metric[0]
+        metric = task.val_metric if search else task.metric[0]
         try:
             return [self.train_rows(ctx, config, task, search)]
         except Exception as err:  # noqa: BLE001 - the row says what failed; the sweep goes on
@@ -226,7 +239,7 @@ class Accuracy(Harness):
     def train_rows(self, ctx: RunContext, config: Config, task: Task, search: bool) -> Rows:
         mode = tuning.SEARCH_PREFIX + task.name if search else task.name
         name, unit, _ = task.metric
-        val_name = f"best_{name.replace('test_', 'val_')}"
+        val_name = task.val_metric
         why_not = supports(task, config.variant)
         if why_not:
             return [ctx.row(config, self.name, mode, name, None, "", status="skipped", message=why_not)]
@@ -239,7 +252,7 @@ class Accuracy(Harness):
         vocab = len(data.corpus.vocab) if data.corpus is not None else 0
         model = build_model(task, config.variant, config.d_hidden, vocab, tuning.layer_hparams(hp))
         params = sum(p.numel() for p in model.parameters())
-        steps = task.steps_quick if ctx.plan.accuracy_quick else task.steps
+        steps = task.steps_for(ctx.plan.accuracy_quick)
         try:
             result = train(task, model, data, steps, config.seed, config.device, hp["lr"], score_test=not search)
         except NonFiniteLoss as err:
@@ -297,7 +310,7 @@ class Accuracy(Harness):
                                     group.unit.iloc[0], stat, params, message=f"over {len(values)} seeds"))
             best = runs[runs.metric == "best_val_step"]
             if task.form != "anchor" and len(best):
-                steps = task.steps_quick if ctx.plan.accuracy_quick else task.steps
+                steps = task.steps_for(ctx.plan.accuracy_quick)
                 early = int((best.value.astype(float) < steps).sum())
                 rows.append(ctx.row(aggregate, self.name, task_name, "converged", early / len(best), "fraction",
                                     "mean", params, message=f"best validation step before the last ({steps}) in "

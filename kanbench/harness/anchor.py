@@ -62,7 +62,7 @@ def train_reference(seed: int, steps: int = STEPS) -> tuple[float, int]:
 
 def rows(ctx: RunContext, config: Config, task: Task) -> Rows:
     """The anchor's rows: its test accuracy (``ok`` within the tolerance, else ``mismatch``) and the target."""
-    accuracy, params = train_reference(config.seed, task.steps_quick if ctx.plan.accuracy_quick else task.steps)
+    accuracy, params = train_reference(config.seed, task.steps_for(ctx.plan.accuracy_quick))
     gap = accuracy - PUBLISHED
     status = "ok" if abs(gap) <= TOLERANCE else "mismatch"
     message = (f"the mnist1d authors' MLP and recipe (Adam {LR:g}, batch {BATCH}, {STEPS} steps, raw inputs); "

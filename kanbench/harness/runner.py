@@ -59,33 +59,34 @@ class Runner:
     def pending(self, harness: Harness, attempted: set[tuple] | None = None) -> tuple[list[Unit], int]:
         """``harness``'s units not yet on file (nor ``attempted`` in this run), and how many were on file."""
         units = harness.units_given(self.plan, self.recorded)
-        todo = [u for u in units if u[0].key(u[1], u[2]) not in self.done | (attempted or set())]
+        skip = self.done | attempted if attempted else self.done
+        todo = [u for u in units if u[0].key(u[1], u[2]) not in skip]
         return todo, sum(1 for u in units if u[0].key(u[1], u[2]) in self.done)
 
     def run(self, progress: bool = True) -> int:
         """Measure everything pending; returns how many units were already done."""
-        already = 0
+        first = {harness.name: self.pending(harness) for harness in self.harnesses}
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, disable=not progress, transient=False) as bar:
-            task = bar.add_task("kanbench run", total=sum(len(self.pending(h)[0]) for h in self.harnesses))
+            task = bar.add_task("kanbench run", total=sum(len(units) for units, _ in first.values()))
             for harness in self.harnesses:
                 attempted: set[tuple] = set()
-                units, on_file = self.pending(harness)
-                already += on_file
+                units, _ = first[harness.name]
                 while units:  # a round of units, then those that the round's rows made plannable
-                    if self.executor is not None:
-                        self.executor.run_round(self, harness, harness.batches(units),
-                                                lambda n: bar.advance(task, n))
-                    for batch in harness.batches(units) if self.executor is None else []:
-                        self._measure(harness, batch, bar, task)
+                    batches = harness.batches(units)
+                    if self.executor is None:
+                        for batch in batches:
+                            self._measure(harness, batch, bar, task)
+                    else:
+                        self.executor.run_round(self, harness, batches, lambda n: bar.advance(task, n))
                     attempted |= {u[0].key(u[1], u[2]) for u in units}
                     units, _ = self.pending(harness, attempted)
                     bar.update(task, total=bar.tasks[0].total + len(units))
             for harness in self.harnesses:
                 harness.finish(self.ctx)
         self.close()
-        return already
+        return sum(on_file for _, on_file in first.values())
 
     def _measure(self, harness: Harness, batch: list[Unit], bar: Progress, task: TaskID) -> None:
         config, _, mode = batch[0]

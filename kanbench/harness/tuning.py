@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kanbench import registry
+from kanbench.harness.training import select_better
 from kanbench.preparation import STANDARDIZE, Preparation
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def choose(task: Task, variant: str, hidden: int, recorded: list[dict[str, Any]]
     """The hparams of the search candidate with the best validation score, once every candidate's search run is on
     file (None before). Candidates that failed (NaN loss) are passed over; if all failed, the first is kept, and its
     final runs record their own failure."""
-    metric = f"best_{task.metric[0].replace('test_', 'val_')}"
+    metric = task.val_metric
     scores: dict[str, float | None] = {}
     for r in recorded:
         if (r["harness"] == "accuracy" and r["mode"] == SEARCH_PREFIX + task.name and r["variant"] == variant
@@ -92,10 +93,9 @@ def choose(task: Task, variant: str, hidden: int, recorded: list[dict[str, Any]]
             for s in settings]
     if any(k not in scores for k in keys):
         return None
-    higher = task.metric[2]
-    best = None
-    for key in keys:  # candidate order: the earliest wins a tie
+    best_value, best_key = None, keys[0]
+    for key in keys:  # candidate order: the earliest wins a tie (select_better is strict)
         value = scores[key]
-        if value is not None and (best is None or (value > best[0] if higher else value < best[0])):
-            best = (value, key)
-    return json.loads(best[1] if best else keys[0])
+        if value is not None and select_better(task, value, best_value):
+            best_value, best_key = value, key
+    return json.loads(best_key)
