@@ -137,7 +137,8 @@ def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    preset = get_preset(args.preset)
+    device = resolve_device(args.device)
+    preset = get_preset(args.preset).for_device(device)
     variants = resolve_variants(args.variants) if args.variants else registry.list_variants(list(preset.variants))
     harnesses = _split(args.harness) or list(preset.harness_names())
     for h in harnesses:
@@ -158,7 +159,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         for impl in impls:
             if impl not in known_impls:
                 raise registry.UnknownNameError(registry.unknown_name_message("impl", impl, known_impls))
-    device = resolve_device(args.device)
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
     if args.threads is not None and args.threads < 1:

@@ -51,6 +51,9 @@ class Impl:
     # Returns why the impl cannot run on this machine (missing package, no GPU), or None when it can.
     unavailable: Callable[[str], str | None] = lambda device: None
     description: str = ""
+    # The installed package this impl measures (an adapter in kanbench/peers/, its distribution's name as pip
+    # knows it); None for kanbench's own impls.
+    package: str | None = None
     # Returns why a timing on this device would not measure the impl (a kernel emulated by the Triton interpreter on
     # a CPU), or None. Such configurations are checked for correctness but not timed.
     emulated: Callable[[str], str | None] = lambda device: None

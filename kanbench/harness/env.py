@@ -50,6 +50,25 @@ def _version(module: str) -> str | None:
         return None
 
 
+def peer_packages() -> dict[str, str | None]:
+    """The version of every package a peer impl measures (kanbench/peers/), None where it is not installed: read
+    from the installed distribution's metadata, never by importing it."""
+    from importlib import metadata
+
+    from kanbench import registry
+
+    impls = [registry.get_variant(name).impl(impl) for name in registry.list_variants()
+             for impl in registry.get_variant(name).impl_names()]
+    packages = sorted({impl.package for impl in impls if impl.package})
+    versions: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
 def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
     """What a reader needs to reproduce a figure: device, software versions, threads, commit and the command."""
     env: dict[str, Any] = {
@@ -61,6 +80,7 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "triton": _version("triton"),
         "numpy": _version("numpy"),
+        "peer_packages": peer_packages(),
         "platform": platform.platform(),
         "git_commit": _git_commit(),
         "command": shlex.join(["kanbench", *(argv if argv is not None else sys.argv[1:])]),

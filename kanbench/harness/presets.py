@@ -7,8 +7,10 @@ a minute on a 2-core machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import torch
 
 MODES = ("fwd_no_grad", "fwd_bwd", "decode")
 
@@ -37,6 +39,13 @@ class Preset:
     weight_copies: int = 2
     accuracy_tasks: tuple[str, ...] = ("digits", "kan-fit:exp_sin_sq")
     accuracy_quick: bool = True  # the tasks' short budgets (a smoke pass), or their full ones
+    # fields that replace these on a CUDA device: one preset sized for both machines (peers: a CPU size there, the
+    # ffn-768 sizes on a GPU)
+    on_cuda: dict[str, Any] = field(default_factory=dict)
+
+    def for_device(self, device: str) -> Preset:
+        """This preset as it runs on ``device``."""
+        return replace(self, **self.on_cuda) if self.on_cuda and torch.device(device).type == "cuda" else self
 
     def harness_names(self) -> tuple[str, ...]:
         from kanbench.harness.base import harness_names, measurement_names  # the registry loads the harnesses
@@ -83,6 +92,17 @@ PRESETS: dict[str, Preset] = {
             d_model=(768,),
             dtypes=("fp32", "bf16"),
             harnesses="measurements",
+        ),
+        Preset(
+            "peers",
+            "kanbench's impls beside the packages people install (kanbench[peers]: pykan, ikan, FlashKAN, INKAN, "
+            "Liger-Kernel), every variant and every impl usable here, gated then timed, counted and measured: "
+            "128 → 512 → 128 at 256 tokens, fp32, on a CPU; the ffn-768 sizes (768 → 3072 → 768, 512..16384 "
+            "tokens, fp32 and bf16) on a GPU",
+            tokens=(256,),
+            d_model=(128,),
+            harnesses="measurements",
+            on_cuda={"tokens": (512, 2048, 8192, 16384), "d_model": (768,), "dtypes": ("fp32", "bf16")},
         ),
         Preset(
             "kat-b",

@@ -28,4 +28,4 @@ def missing(package: str, module: str) -> Callable[[str], str | None]:
     return why_not
 
 
-from kanbench.peers import flashkan, inkan  # noqa: E402, F401 - each registers its impls
+from kanbench.peers import flashkan, ikan, inkan, liger_kernel, pykan  # noqa: E402, F401 - each registers its impls

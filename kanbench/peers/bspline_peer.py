@@ -1,9 +1,11 @@
 """What the B-spline KAN peers share: a layer that keeps :class:`BSplineKANLayer`'s parameters and names (so the gate
-loads one state dict into both and compares every gradient by name) and runs a package's cubic ``KANLayer`` on the
+loads one state dict into both and compares every gradient by name) and runs a package's B-spline KAN layer on the
 weights mapped onto its parametrization, through ``torch.func.functional_call``. Each package's file names its
-layer and the mapping."""
+layer, how it is built and the mapping."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,21 +15,27 @@ from kanbench.variants.bspline_kan import BSplineKANLayer
 
 
 class PeerBSplineLayer(BSplineKANLayer):
-    """:class:`BSplineKANLayer`'s parameters, a peer package's cubic B-spline ``KANLayer`` forward: a subclass
-    names the package's layer (:meth:`peer_class`) and maps the weights onto it (:meth:`peer_weights`)."""
+    """:class:`BSplineKANLayer`'s parameters, a peer package's B-spline ``KANLayer`` forward: a subclass builds the
+    package's layer for this geometry (:meth:`build_peer`) and maps the weights onto it (:meth:`peer_weights`)."""
 
     package = ""
+    cubic_only = True  # the package computes cubic B-splines only
 
-    def peer_class(self) -> type[nn.Module]:
+    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
+        """The package's layer for this geometry (its own parameters are never used: the mapped ones are passed)."""
         raise NotImplementedError
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def peer_output(self, out: Any) -> torch.Tensor:
+        """The output tensor of the package's forward (a layer that returns more than ``y`` overrides this)."""
+        return out
+
     def peer(self, x: torch.Tensor) -> nn.Module:
-        """FlashKAN's layer for this geometry, built once per device and dtype (its parameters are never used:
-        the reference's are passed in). Kept outside the module's state, so state dicts stay the reference's."""
-        if self.spline_order != 3:
+        """The package's layer, built once per device and dtype and kept outside the module's state, so state dicts
+        stay the reference's."""
+        if self.cubic_only and self.spline_order != 3:
             raise ValueError(f"{self.package} computes cubic B-splines only: spline_order must be 3, got "
                              f"{self.spline_order}.")
         peers = self.__dict__.setdefault("_peers", {})
@@ -35,11 +43,12 @@ class PeerBSplineLayer(BSplineKANLayer):
         if key not in peers:
             k = self.spline_order
             grid_range = (float(self.grid[0, k]), float(self.grid[0, -k - 1]))
-            peers[key] = self.peer_class()(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=k,
-                                  grid_range=grid_range).to(device=x.device, dtype=x.dtype)
+            # nn.Module.to itself: some packages override ``to`` with a narrower signature (pykan takes a device)
+            peers[key] = nn.Module.to(self.build_peer(grid_range), device=x.device, dtype=x.dtype)
         return peers[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = x.reshape(-1, self.d_in)
-        return functional_call(self.peer(x), self.peer_weights(), (x,)).reshape(*lead, self.d_out)
+        out = functional_call(self.peer(x), self.peer_weights(), (x,))
+        return self.peer_output(out).reshape(*lead, self.d_out)

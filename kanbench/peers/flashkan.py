@@ -25,10 +25,10 @@ class FlashKANLayer(PeerBSplineLayer):
 
     package = "flashkan"
 
-    def peer_class(self) -> type[nn.Module]:
+    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
         from flashkan import KANLayer
 
-        return KANLayer
+        return KANLayer(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=3, grid_range=grid_range)
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
         return {"spline_weight": self.spline_weight * self.spline_scaler.unsqueeze(-1),
@@ -37,7 +37,8 @@ class FlashKANLayer(PeerBSplineLayer):
 
 register_impl("bspline_kan", Impl(
     "flashkan", block=swapped(BSplineKANBlock, BSplineKANLayer, FlashKANLayer),
-    layer=swapped(BSplineKANLayer, BSplineKANLayer, FlashKANLayer), unavailable=missing("flashkan", "flashkan"),
+    layer=swapped(BSplineKANLayer, BSplineKANLayer, FlashKANLayer), package="flashkan",
+    unavailable=missing("flashkan", "flashkan"),
     description="FlashKAN's KANLayer (pip flashkan): truncated-power cubic B-spline bases under torch.compile, "
                 "weights mapped from the reference's (exactly its function)",
 ))

@@ -24,10 +24,10 @@ class INKANLayer(PeerBSplineLayer):
 
     package = "inkan"
 
-    def peer_class(self) -> type[nn.Module]:
+    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
         from inkan import KANLayer
 
-        return KANLayer
+        return KANLayer(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=3, grid_range=grid_range)
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
         spline = (self.spline_weight * self.spline_scaler.unsqueeze(-1)).reshape(self.d_out, -1)
@@ -36,7 +36,8 @@ class INKANLayer(PeerBSplineLayer):
 
 register_impl("bspline_kan", Impl(
     "inkan", block=swapped(BSplineKANBlock, BSplineKANLayer, INKANLayer),
-    layer=swapped(BSplineKANLayer, BSplineKANLayer, INKANLayer), unavailable=missing("inkan", "inkan"),
+    layer=swapped(BSplineKANLayer, BSplineKANLayer, INKANLayer), package="inkan",
+    unavailable=missing("inkan", "inkan"),
     description="INKAN's KANLayer (pip inkan): cubic B-spline bases on the active span under torch.compile, one "
                 "packed weight mapped from the reference's (exactly its function)",
 ))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from kanbench.registry import REFERENCE, baseline_variant
-from kanbench.report import protocol, summary
+from kanbench.report import peers, protocol, summary
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
 from kanbench.report.intervals import load_samples
 from kanbench.report.tables import CONFIG, accuracy_table, latency_table, metric_table
@@ -30,7 +30,9 @@ def environment_lines(env: dict) -> list[str]:
             f"python {env.get('python')}, torch {env.get('torch')}, triton {env.get('triton')}; "
             f"commit {env.get('git_commit')}",
             f"command: `{env.get('command')}`",
-            "measured ceilings: " + json.dumps({k: f"{v:.3g}" for k, v in env.get("ceilings", {}).items()})]
+            "measured ceilings: " + json.dumps({k: f"{v:.3g}" for k, v in env.get("ceilings", {}).items()})] + (
+        ["peer packages: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peer_packages"].items())]
+        if env.get("peer_packages") else [])
 
 
 def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> list[Block]:
@@ -41,6 +43,10 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
                         "them before quoting a figure."))
     out.append(Heading("Summary"))
     out += [Table(section) for section in summary.accuracy_sections(df) + summary.latency_sections(df)]
+    versus = peers.peers_table(df)
+    if len(versus):
+        out += [Heading("kanbench's implementations vs the packages you use today"),
+                Text(peers.__doc__.split("\n\n", 1)[1].replace("\n", " ").strip()), Table(versus)]
     if (df.harness == "latency").any():
         out += [Heading("Latency"), Text(LATENCY_TEXT.format(baseline=baseline_variant(), reference=REFERENCE)),
                 Table(latency_table(df, load_samples(run_dir)))]
