@@ -21,6 +21,7 @@ ELEMENTWISE: dict[str, int] = {
     "maximum": 1, "minimum": 1, "clamp": 1, "clamp_min": 1, "clamp_max": 1, "where": 1, "exp": 1, "log": 1,
     "erf": 1, "tanh": 1, "sqrt": 1, "rsqrt": 1, "reciprocal": 1, "square": 1, "pow": 1, "gt": 1, "ge": 1, "lt": 1,
     "le": 1, "eq": 1, "ne": 1, "logical_and": 1, "bitwise_and": 1, "threshold_backward": 1, "addcmul": 2,
+    "cos": 1, "sin": 1, "acos": 1,
     "addcdiv": 2, "lerp": 2, "isnan": 1,
     "sigmoid": 4, "silu": 5, "gelu": 5, "softplus": 3, "elu": 4, "leaky_relu": 2,
     # backward of the activations above: derivative evaluation plus the multiply by the upstream gradient

@@ -60,7 +60,7 @@ def test_list_shows_every_impl_and_why_one_cannot_run_here(capsys, monkeypatch):
     assert main(["list", "grkan"]) == 0
     out = one_line(capsys)
     assert "reference" in out and "triton_fused" in out  # every impl is in the table (cells may fold)
-    assert "grkan/triton, grkan/triton_fused: Triton kernels need a CUDA GPU" in out  # each with its reason
+    assert "grkan/triton, grkan/triton_fused, grkan/ikan: Triton kernels need a CUDA GPU" in out  # with its reason
     assert "✗ grkan/cuda: impl 'cuda' runs on cuda, not cpu" in out
     assert "Kolmogorov-Arnold Transformer (arXiv 2409.10594); defaults groups=8" in out  # whole, under the table
     assert main(["list", "--usable", "grkan"]) == 0

@@ -17,7 +17,8 @@ from tests.kernel_devices import DEVICES, gpu, outputs_and_grads
 # (variant, impl): the module each needs and the dtype its check runs in (float64 where the peer computes it)
 PEERS = {("bspline_kan", "flashkan"): ("flashkan", "fp64"), ("bspline_kan", "inkan"): ("inkan", "fp64"),
          ("bspline_kan", "pykan"): ("kan", "fp64"), ("bspline_kan", "ikan"): ("ikan", "fp64"),
-         ("grkan", "ikan"): ("ikan", "fp32")}
+         ("grkan", "ikan"): ("ikan", "fp32"), ("cheby_kan", "ikan"): ("ikan", "fp64"),
+         ("fourier_kan", "ikan"): ("ikan", "fp64"), ("wav_kan", "ikan"): ("ikan", "fp64")}
 TRITON_PEERS = {("grkan", "ikan")}  # run on CUDA, or on the CPU in the Triton interpreter
 
 

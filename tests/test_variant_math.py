@@ -242,3 +242,57 @@ def test_spark_ffn_reports_its_active_fraction():
     block(torch.randn(32, 64))
     assert 0.04 < block.last_active_fraction < 0.12
     assert math.isnan(create_block("spark_ffn", 64, 1000).last_active_fraction)
+
+
+def test_cheby_kan_polynomials_follow_the_chebyshev_recurrence_of_the_squashed_input():
+    """T_0 = 1, T_1 = t, T_{n+1} = 2t·T_n − T_{n−1} at t = tanh(clamp(x, −1, 1)): the trigonometric form used by the
+    layer is the polynomial the paper names."""
+    from kanbench.variants.cheby_kan import ChebyKANLayer
+
+    layer = ChebyKANLayer(3, 2, degree=6).double()
+    x = torch.linspace(-3, 3, 60, dtype=torch.float64).reshape(-1, 3)
+    t = torch.tanh(x.clamp(-1, 1))
+    expected = [torch.ones_like(t), t]
+    for _ in range(5):
+        expected.append(2 * t * expected[-1] - expected[-2])
+    torch.testing.assert_close(layer.polynomials(x), torch.stack(expected, dim=-1))
+
+
+def test_cheby_kan_is_its_formula_and_flat_beyond_the_clamp():
+    from kanbench.variants.cheby_kan import ChebyKANLayer
+
+    layer = ChebyKANLayer(4, 3).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    formula = (torch.nn.functional.silu(x) @ layer.base_weight.T
+               + torch.einsum("bin,oin->bo", layer.polynomials(x), layer.cheby_coeffs) + layer.bias)
+    torch.testing.assert_close(layer(x), formula)
+    beyond = torch.full((1, 4), 1.5, dtype=torch.float64).requires_grad_()
+    polynomial_part = layer(beyond) - torch.nn.functional.silu(beyond) @ layer.base_weight.T
+    polynomial_part.sum().backward()  # beyond ±1 only the base path has a slope
+    torch.testing.assert_close(beyond.grad, torch.zeros_like(beyond))
+    torch.testing.assert_close(polynomial_part, layer(torch.full((1, 4), 1.0, dtype=torch.float64)).detach()
+                               - torch.nn.functional.silu(torch.ones(1, 4, dtype=torch.float64)) @ layer.base_weight.T)
+
+
+def test_fourier_kan_is_its_formula_and_periodic_apart_from_the_base_path():
+    from kanbench.variants.fourier_kan import FourierKANLayer
+
+    layer = FourierKANLayer(4, 3, frequencies=5).double()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    f = torch.arange(1, 6, dtype=torch.float64)
+    a, b = layer.fourier_coeffs
+    series = (torch.einsum("bif,oif->bo", torch.cos(x[..., None] * f), a)
+              + torch.einsum("bif,oif->bo", torch.sin(x[..., None] * f), b))
+    base = torch.nn.functional.silu(x) @ layer.base_weight.T
+    torch.testing.assert_close(layer(x), base + series + layer.bias)
+    shifted = x + 2 * torch.pi
+    torch.testing.assert_close(layer(shifted) - torch.nn.functional.silu(shifted) @ layer.base_weight.T,
+                               series + layer.bias)
+
+
+def test_cheby_and_fourier_kan_weights_per_edge():
+    from kanbench.registry import create_layer
+
+    for name, hparams, per_edge in (("cheby_kan", {}, 7), ("fourier_kan", {}, 21), ("cheby_kan", {"degree": 3}, 5)):
+        layer = create_layer(name, 10, 6, **hparams)
+        assert sum(p.numel() for p in layer.parameters()) == per_edge * 60 + 6, name

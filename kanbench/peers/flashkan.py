@@ -25,10 +25,10 @@ class FlashKANLayer(PeerBSplineLayer):
 
     package = "flashkan"
 
-    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
+    def build_peer(self) -> nn.Module:
         from flashkan import KANLayer
 
-        return KANLayer(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=3, grid_range=grid_range)
+        return KANLayer(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=3, grid_range=self.grid_range)
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
         return {"spline_weight": self.spline_weight * self.spline_scaler.unsqueeze(-1),

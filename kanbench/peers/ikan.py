@@ -1,5 +1,8 @@
 """The ``ikan`` impls (pip ``ikan``, MIT), a collection of KAN layers: of ``bspline_kan``, its ``KANLinear``; of
-``grkan``, its Triton group-rational kernel (``RationalTriton1DGroup``, the Kolmogorov-Arnold Transformer's).
+``grkan``, its Triton group-rational kernel (``RationalTriton1DGroup``, the Kolmogorov-Arnold Transformer's); of
+``cheby_kan``, ``fourier_kan`` and ``wav_kan`` (kanbench's references of ikan's formulations), its
+``ChebyKANLinear``, ``FourierKANLinear`` and ``WaveletKANLinear`` (Mexican hat), whose parameters the references
+name as ikan does (the mapping is the identity).
 
 - ``KANLinear`` is efficient-kan's layer, parameters named as the reference's (``base_weight``, ``spline_weight``,
   ``spline_scaler``, the ``grid`` buffer): the mapping is the identity, any spline order.
@@ -30,9 +33,13 @@ from kanbench.kernels.grkan import with_rational
 from kanbench.kernels.launch import swapped, triton_runs, triton_unavailable
 from kanbench.peers import missing
 from kanbench.peers.bspline_peer import PeerBSplineLayer
+from kanbench.peers.call import PeerCall
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.bspline_kan import BSplineKANBlock, BSplineKANLayer
+from kanbench.variants.cheby_kan import ChebyKANBlock, ChebyKANLayer
+from kanbench.variants.fourier_kan import FourierKANBlock, FourierKANLayer
 from kanbench.variants.grkan import GroupRational
+from kanbench.variants.wav_kan import WavKANBlock, WavKANLayer
 
 
 @functools.cache
@@ -56,13 +63,50 @@ class IkanKANLinear(PeerBSplineLayer):
     package = "ikan"
     cubic_only = False
 
-    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
+    def build_peer(self) -> nn.Module:
         return ikan_module("KAN").KANLinear(self.d_in, self.d_out, grid_size=self.grid_size,
-                                            spline_order=self.spline_order, grid_range=list(grid_range))
+                                            spline_order=self.spline_order, grid_range=list(self.grid_range))
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
-        return {"base_weight": self.base_weight, "spline_weight": self.spline_weight,
-                "spline_scaler": self.spline_scaler}
+        return dict(self.named_parameters())
+
+
+class IkanChebyKANLinear(PeerCall, ChebyKANLayer):
+    """ikan's ``ChebyKANLinear``: ``base_weight``, ``cheby_coeffs``, ``bias``, as the reference."""
+
+    package = "ikan"
+
+    def build_peer(self) -> nn.Module:
+        return ikan_module("ChebyKAN").ChebyKANLinear(self.d_in, self.d_out, degree=self.degree)
+
+    def peer_weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.named_parameters())
+
+
+class IkanFourierKANLinear(PeerCall, FourierKANLayer):
+    """ikan's ``FourierKANLinear``: ``base_weight``, ``fourier_coeffs`` (2, out, in, F), ``bias``, as the
+    reference."""
+
+    package = "ikan"
+
+    def build_peer(self) -> nn.Module:
+        return ikan_module("FourierKAN").FourierKANLinear(self.d_in, self.d_out, num_frequencies=self.frequencies)
+
+    def peer_weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.named_parameters())
+
+
+class IkanWaveletKANLinear(PeerCall, WavKANLayer):
+    """ikan's ``WaveletKANLinear`` with the Mexican hat: ``base_weight``, ``wavelet_weights``, ``scale``,
+    ``translation``, ``bias``, as the reference."""
+
+    package = "ikan"
+
+    def build_peer(self) -> nn.Module:
+        return ikan_module("WaveletKAN").WaveletKANLinear(self.d_in, self.d_out, wavelet_type="mexican_hat")
+
+    def peer_weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.named_parameters())
 
 
 class IkanGroupRational(GroupRational):
@@ -89,6 +133,15 @@ register_impl("bspline_kan", Impl(
     description="ikan's KANLinear (pip ikan): efficient-kan's layer as packaged, the reference's weights as they "
                 "are (exactly its function)",
 ))
+for variant, block, layer, peer in (("cheby_kan", ChebyKANBlock, ChebyKANLayer, IkanChebyKANLinear),
+                                    ("fourier_kan", FourierKANBlock, FourierKANLayer, IkanFourierKANLinear),
+                                    ("wav_kan", WavKANBlock, WavKANLayer, IkanWaveletKANLinear)):
+    register_impl(variant, Impl(
+        "ikan", block=swapped(block, layer, peer), layer=swapped(layer, layer, peer), package="ikan",
+        unavailable=missing("ikan", "ikan"),
+        description=f"ikan's {peer.__name__.removeprefix('Ikan')} (pip ikan), the formulation the reference "
+                    "follows, its parameters as they are",
+    ))
 register_impl("grkan", Impl(
     "ikan", **with_rational(IkanGroupRational), **{**triton_runs(), "unavailable": ikan_triton_unavailable},
     package="ikan",

@@ -24,10 +24,10 @@ class INKANLayer(PeerBSplineLayer):
 
     package = "inkan"
 
-    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
+    def build_peer(self) -> nn.Module:
         from inkan import KANLayer
 
-        return KANLayer(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=3, grid_range=grid_range)
+        return KANLayer(self.d_in, self.d_out, grid_size=self.grid_size, spline_order=3, grid_range=self.grid_range)
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
         spline = (self.spline_weight * self.spline_scaler.unsqueeze(-1)).reshape(self.d_out, -1)

@@ -30,11 +30,11 @@ class PyKANLayer(PeerBSplineLayer):
     package = "pykan"
     cubic_only = False
 
-    def build_peer(self, grid_range: tuple[float, float]) -> nn.Module:
+    def build_peer(self) -> nn.Module:
         from kan.KANLayer import KANLayer
 
         return KANLayer(in_dim=self.d_in, out_dim=self.d_out, num=self.grid_size, k=self.spline_order,
-                        grid_range=list(grid_range))
+                        grid_range=list(self.grid_range))
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
         return {"coef": self.spline_weight.transpose(0, 1), "scale_base": self.base_weight.t(),
