@@ -50,7 +50,7 @@ def _verdict(df: pd.DataFrame, key: tuple) -> str:
     failed = rows[~rows.status.isin(MEASURED)]
     if len(failed):
         first = failed.iloc[0]
-        return f"{first.status}: {str(first.message)[:90]}"
+        return f"{first.status}: {str(first.message).split(';')[0]}"  # the reason, not its elaboration
     return "not gated"
 
 
