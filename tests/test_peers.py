@@ -8,11 +8,11 @@ import importlib.util
 import pandas as pd
 import pytest
 import torch
+from kernel_devices import DEVICES, gpu, outputs_and_grads
 
 from kanbench.cli import main
 from kanbench.harness.results import Config
 from kanbench.peers import INSTALL
-from tests.kernel_devices import DEVICES, gpu, outputs_and_grads
 
 # (variant, impl): the module each needs and the dtype its check runs in (float64 where the peer computes it)
 PEERS = {("bspline_kan", "flashkan"): ("flashkan", "fp64"), ("bspline_kan", "inkan"): ("inkan", "fp64"),

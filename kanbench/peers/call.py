@@ -23,7 +23,9 @@ class PeerCall:
         raise NotImplementedError
 
     def peer_weights(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The package's parameters by its names, from the reference's: by default the identity (a package that
+        names and shapes its parameters as the reference does)."""
+        return dict(self.named_parameters())
 
     def peer_output(self, out: Any) -> torch.Tensor:
         """The output tensor of the package's forward (a layer that returns more than ``y`` overrides this)."""

@@ -14,7 +14,7 @@ name as ikan does (the mapping is the identity).
   one atomic add per element: its speed and its run-to-run bits are ikan's.
 
 ikan's ``__init__`` imports its ``GroupKAN``, hence timm, hence torchvision; with a CPU build of torch the PyPI
-torchvision (a CUDA build) fails to load. The two modules used here need neither, so they are loaded from the
+torchvision (a CUDA build) fails to load. The modules used here need neither, so they are loaded from the
 installed package's files without running ``ikan/__init__.py``.
 """
 
@@ -67,10 +67,6 @@ class IkanKANLinear(PeerBSplineLayer):
         return ikan_module("KAN").KANLinear(self.d_in, self.d_out, grid_size=self.grid_size,
                                             spline_order=self.spline_order, grid_range=list(self.grid_range))
 
-    def peer_weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.named_parameters())
-
-
 class IkanChebyKANLinear(PeerCall, ChebyKANLayer):
     """ikan's ``ChebyKANLinear``: ``base_weight``, ``cheby_coeffs``, ``bias``, as the reference."""
 
@@ -78,10 +74,6 @@ class IkanChebyKANLinear(PeerCall, ChebyKANLayer):
 
     def build_peer(self) -> nn.Module:
         return ikan_module("ChebyKAN").ChebyKANLinear(self.d_in, self.d_out, degree=self.degree)
-
-    def peer_weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.named_parameters())
-
 
 class IkanFourierKANLinear(PeerCall, FourierKANLayer):
     """ikan's ``FourierKANLinear``: ``base_weight``, ``fourier_coeffs`` (2, out, in, F), ``bias``, as the
@@ -92,10 +84,6 @@ class IkanFourierKANLinear(PeerCall, FourierKANLayer):
     def build_peer(self) -> nn.Module:
         return ikan_module("FourierKAN").FourierKANLinear(self.d_in, self.d_out, num_frequencies=self.frequencies)
 
-    def peer_weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.named_parameters())
-
-
 class IkanWaveletKANLinear(PeerCall, WavKANLayer):
     """ikan's ``WaveletKANLinear`` with the Mexican hat: ``base_weight``, ``wavelet_weights``, ``scale``,
     ``translation``, ``bias``, as the reference."""
@@ -104,10 +92,6 @@ class IkanWaveletKANLinear(PeerCall, WavKANLayer):
 
     def build_peer(self) -> nn.Module:
         return ikan_module("WaveletKAN").WaveletKANLinear(self.d_in, self.d_out, wavelet_type="mexican_hat")
-
-    def peer_weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.named_parameters())
-
 
 class IkanGroupRational(GroupRational):
     """:class:`GroupRational` computed by ikan's Triton forward and backward kernels."""
