@@ -43,7 +43,8 @@ def test_a_layer_variant_is_one_registration_with_a_derived_block():
 
 
 def test_list_variants_filters_by_glob_patterns():
-    assert list_variants("*kan") == ["af_kan", "bspline_kan", "grkan", "relu_kan"]
+    assert list_variants("*kan") == ["af_kan", "bspline_kan", "cheby_kan", "fourier_kan", "grkan", "relu_kan",
+                                     "wav_kan"]
     assert list_variants(["mlp", "g*"]) == ["glu", "grkan", "mlp"]
     assert list_variants("nothing*") == []
 
