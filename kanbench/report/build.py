@@ -60,7 +60,7 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
                 Table(metric_table(df, "flops", ["flops_matmul", "flops_matmul_elementwise", "flops_analytic",
                                                  "flops_fvcore", "flops_effective"], 1e9, "G"))]
     fractions = ["active_fraction", "active_union_fraction"]
-    if df.metric.isin(fractions).any():
+    if ((df.harness == "flops") & df.metric.isin(fractions)).any():  # the accuracy harness records them too
         out += [Heading("Spark active fractions"),
                 Text("Share of (row, neuron) pairs the statistical threshold keeps (target k/d_ff), and share of "
                      "neurons active in at least one row of the batch: what a sparse decode path computes. "
