@@ -57,9 +57,8 @@ def peer_packages() -> dict[str, str | None]:
 
     from kanbench import registry
 
-    impls = [registry.get_variant(name).impl(impl) for name in registry.list_variants()
-             for impl in registry.get_variant(name).impl_names()]
-    packages = sorted({impl.package for impl in impls if impl.package})
+    specs = [registry.get_variant(name) for name in registry.list_variants()]
+    packages = sorted({spec.impl(impl).package for spec in specs for impl in spec.impl_names()} - {None})
     versions: dict[str, str | None] = {}
     for package in packages:
         try:

@@ -1,7 +1,7 @@
 """Named sweeps for ``kanbench run --preset NAME``.
 
 A preset fixes the form (block or op), the shapes, dtypes and modes; the command line may override the variants,
-tokens, widths, dtypes and harnesses. ``default`` is CPU-sized: every harness for all ten variants takes a few
+tokens, widths, dtypes and harnesses. ``default`` is CPU-sized: every harness for all variants takes a few
 minutes on a 2-core machine, torch.compile's cold cache included.
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped
+from kanbench.kernels.launch import FLOAT_INPUTS, swapped
 from kanbench.peers import missing
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.glu import GLUBlock, GLULayer
@@ -61,7 +61,7 @@ def liger_unavailable(device: str) -> str | None:
 
 register_impl("glu", Impl(
     "liger", block=swapped(GLUBlock, GLUBlock, LigerGLUBlock), layer=swapped(GLULayer, GLULayer, LigerGLULayer),
-    dtypes=(torch.float32, torch.bfloat16, torch.float16), package="liger-kernel",
+    dtypes=FLOAT_INPUTS, package="liger-kernel",
     unavailable=liger_unavailable,
     description="Liger-Kernel's fused SwiGLU (pip liger-kernel): SiLU(g)·u in one Triton kernel each way, the "
                 "matmuls torch's",

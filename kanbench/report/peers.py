@@ -39,9 +39,8 @@ def _memory(df: pd.DataFrame) -> tuple[pd.Series, str]:
     return pd.Series(dtype=float), "memory"
 
 
-def _verdict(df: pd.DataFrame, key: tuple) -> str:
-    """The gate's verdict with its largest measured error, or why the impl did not run."""
-    rows = df[(df[[*SHAPE, "impl"]].apply(tuple, axis=1) == key)]
+def _verdict(rows: pd.DataFrame) -> str:
+    """The gate's verdict on one impl's rows with its largest measured error, or why the impl did not run."""
     gate = rows[rows.harness == "correctness"]
     if len(gate) and set(gate.status) <= {"ok", "mismatch"}:
         status = "mismatch" if (gate.status == "mismatch").any() else "ok"
@@ -56,35 +55,30 @@ def _verdict(df: pd.DataFrame, key: tuple) -> str:
 
 def peers_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, shape): kanbench's fastest impl, then every peer of that variant in the run."""
-    df = df.copy()
-    df["package"] = [_package(v, i) for v, i in zip(df.variant, df.impl, strict=True)]
-    peer_variants = set(df[df.package.notna()].variant)
+    package = {(v, i): _package(v, i) for v, i in df[["variant", "impl"]].drop_duplicates().itertuples(index=False)}
+    peer_variants = {variant for (variant, _), name in package.items() if name}
     if not peer_variants:
         return pd.DataFrame()
     fwd, fwd_bwd = _latency(df, "fwd_no_grad"), _latency(df, "fwd_bwd")
     memory, memory_label = _memory(df)
-    noisy = set(df[df.status == "noisy"][[*SHAPE, "impl"]].apply(tuple, axis=1))
     rows = []
-    configs = df[df.variant.isin(peer_variants)][SHAPE].drop_duplicates().sort_values(SHAPE)
-    for shape in configs.itertuples(index=False):
-        here = df[(df[SHAPE].apply(tuple, axis=1) == tuple(shape))]
-        own = [i for i in here[here.package.isna()].impl.unique() if (*shape, i) in fwd_bwd.index or
-               (*shape, i) in fwd.index]
+    for shape, here in df[df.variant.isin(peer_variants)].groupby(SHAPE, sort=True):
+        variant, dtype, tokens, d_model = shape
+        impls = list(here.impl.unique())
+        own = [i for i in impls if not package[variant, i]]
         speed = fwd_bwd if any((*shape, i) in fwd_bwd.index for i in own) else fwd
         fastest = min((i for i in own if (*shape, i) in speed.index), key=lambda i: speed[(*shape, i)], default=None)
-        peers = sorted(here[here.package.notna()].impl.unique(),
-                       key=lambda i: speed.get((*shape, i), float("inf")))
+        peers = sorted((i for i in impls if package[variant, i]), key=lambda i: speed.get((*shape, i), float("inf")))
         for impl in ([fastest] if fastest else []) + peers:
-            key = (*shape, impl)
-            mark = " (noisy)" if key in noisy else ""
+            key, mine = (*shape, impl), here[here.impl == impl]
+            mark = " (noisy)" if (mine.status == "noisy").any() else ""
 
             def cell(series: pd.Series, digits: int = 4, key: tuple = key, mark: str = mark) -> str:
                 return f"{series[key]:.{digits}g}{mark}" if key in series.index else ""
 
             ratio = (f"{speed[key] / speed[(*shape, fastest)]:.2f}×" if fastest and key in speed.index else "")
-            rows.append({"variant": shape.variant, "dtype": shape.dtype, "tokens": shape.tokens,
-                         "d_model": shape.d_model, "impl": impl,
-                         "package": _package(shape.variant, impl) or "kanbench (fastest)",
+            rows.append({"variant": variant, "dtype": dtype, "tokens": tokens, "d_model": d_model, "impl": impl,
+                         "package": package[variant, impl] or "kanbench (fastest)",
                          "fwd ms": cell(fwd), "fwd+bwd ms": cell(fwd_bwd), "time ÷ kanbench's": ratio,
-                         memory_label: cell(memory, 3), "gate": _verdict(here, key)})
+                         memory_label: cell(memory, 3), "gate": _verdict(mine)})
     return pd.DataFrame(rows)
