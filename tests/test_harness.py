@@ -63,11 +63,18 @@ def test_variants():
         def forward(self, x):
             return super().forward(x) * 1.01  # 1 % off: must be caught by the gate
 
+    class WrongGradMLP(MLPBlock):
+        def forward(self, x):
+            y = super().forward(x)
+            return y + (y - y.detach()) * 0.05  # the same outputs, every gradient 5 % off
+
     registry.register_impl("mlp", registry.Impl("wrong", block=WrongMLP))
+    registry.register_impl("mlp", registry.Impl("wrong_grad", block=WrongGradMLP))
     yield
     registry.unregister("test_raises")
     registry.unregister("test_sleeps")
     registry.unregister_impl("mlp", "wrong")
+    registry.unregister_impl("mlp", "wrong_grad")
 
 
 def test_csv_has_the_documented_schema_and_env_json(tmp_path):
@@ -135,11 +142,33 @@ def test_the_gate_catches_a_wrong_impl_and_does_not_time_it(tmp_path, test_varia
     wrong = df[df.impl == "wrong"]
     gate = wrong[wrong.harness == "correctness"]
     assert len(gate) == 2 and set(gate.status) == {"mismatch"}  # one gate per configuration (8 tokens, decode 1)
+    # decode times no gradient: its configuration is checked forward only
+    assert dict(zip(gate.tokens.astype(int), gate["mode"], strict=True)) == {8: "check", 1: "check_forward"}
     assert (gate.value.astype(float) > 1e-3).all()
     timed = wrong[wrong.harness == "latency"]
     assert set(timed.status) == {"mismatch"} and (timed.value == "").all()
     ref = df[(df.impl == "reference") & (df.harness == "latency") & (df.stat == "median")]
     assert set(ref.status) <= MEASURED
+
+
+def test_a_forward_only_verdict_on_file_does_not_pass_a_configuration_whose_gradients_are_later_timed(
+        tmp_path, test_variants):
+    args = ("--variants", "mlp", "--impl", "wrong_grad", "--harness", "latency")
+    code, df, _ = run(tmp_path, *args)
+    assert code == 0
+    gate = df[df.harness == "correctness"].set_index("tokens")
+    assert gate.loc[1, "mode"] == "check_forward" and gate.loc[1, "status"] == "ok"  # its outputs are right
+    assert gate.loc[8, "mode"] == "check" and gate.loc[8, "status"] == "mismatch"  # its gradients are not
+    decode = df[(df.harness == "latency") & (df["mode"] == "decode") & (df.stat == "median")]
+    assert len(decode) == 1 and decode.status.iloc[0] in MEASURED  # forward only: measured
+    # the same run resumed with 1 token among the main tokens: now its gradients are timed, so a full check runs
+    code, df, _ = run(tmp_path, *args, "--tokens", "8,1", "--resume")
+    assert code == 0
+    at_one = df[(df.tokens == 1) & (df.harness == "correctness")]
+    assert sorted(at_one["mode"]) == ["check", "check_forward"]
+    assert at_one.set_index("mode").loc["check", "status"] == "mismatch"
+    timed = df[(df.tokens == 1) & (df.harness == "latency") & (df["mode"] == "fwd_bwd")]
+    assert len(timed) and set(timed.status) == {"mismatch"} and (timed.value == "").all()
 
 
 def test_timing_of_an_operation_of_known_cost(tmp_path, test_variants):

@@ -106,19 +106,25 @@ class RunContext:
 
     # -- the door ----------------------------------------------------------------------------------------------
     def gate(self, config: Config) -> correctness.GateResult:
-        """The configuration's gate verdict: recorded on file, or checked now and written as its own row."""
-        key = config.key("correctness", "check")
-        if key not in self._gates:
-            try:
-                result = correctness.gate(config, self.module(config))
-            except Exception as err:  # noqa: BLE001 - a gate that cannot run (OOM in float64) measures nothing
-                result = correctness.GateResult(False, float("inf"), f"the gate could not run: {describe(err)}",
-                                                status_of(err))
-            self._gates[key] = result
-            value = result.max_error if result.max_error != float("inf") else None
-            self.writer.write([self.row(config, "correctness", "check", "max_rel_error", value, "relative",
-                                        status=result.status, message=result.message)])
-        return self._gates[key]
+        """The configuration's gate verdict: recorded on file, or checked now and written as its own row. A
+        configuration this run times only without gradients is checked forward only (mode ``check_forward``); a
+        full check on file serves it too."""
+        backward = self.plan.times_backward(config)
+        full, forward = config.key("correctness", "check"), config.key("correctness", "check_forward")
+        for key in (full,) if backward else (full, forward):
+            if key in self._gates:
+                return self._gates[key]
+        try:
+            result = correctness.gate(config, self.module(config), backward)
+        except Exception as err:  # noqa: BLE001 - a gate that cannot run (OOM in float64) measures nothing
+            result = correctness.GateResult(False, float("inf"), f"the gate could not run: {describe(err)}",
+                                            status_of(err))
+        self._gates[full if backward else forward] = result
+        value = result.max_error if result.max_error != float("inf") else None
+        self.writer.write([self.row(config, "correctness", "check" if backward else "check_forward",
+                                    "max_rel_error", value, "relative", status=result.status,
+                                    message=result.message)])
+        return result
 
     def refusal(self, config: Config, harness: str, mode: str, timed: bool = False) -> list[dict[str, Any]] | None:
         """The row that stands instead of a measurement, or None when the configuration may be measured: the impl

@@ -11,6 +11,9 @@ For each configuration, at the exact shape that is measured (decode rows include
 - **Quantities.** The output with gradients enabled, the output under ``torch.no_grad()`` (inference paths such as
   Spark's sparse decode run only there), the input gradient and every parameter gradient. A gradient the
   reference produces and the impl does not (or the reverse) is a ``mismatch``: an impl must do the same work.
+  A configuration the run measures only without gradients (``decode``, or ``fwd_no_grad`` alone) is checked on
+  the output under ``torch.no_grad()`` alone (``backward=False``; its row's mode is ``check_forward``): what is
+  timed is what is checked, and no backward is run, or compiled, only to be checked at a shape where none is timed.
 - **Criterion.** Per row, not over the whole tensor, so an error confined to one token cannot hide among the
   others: ``e = max_r ‖impl_r − truth_r‖ / ‖truth_r‖`` over the rows of the last dimension (each element of a
   1-D tensor is a row; the denominator is guarded, see below).
@@ -47,6 +50,7 @@ from kanbench.harness.workload import output_width, sample_input
 # times the error whatever the order of the tokens. fp64 has no reference-in-dtype to compare with: an absolute floor.
 FLOOR = {"fp64": (1e-10, 1e-10), "fp32": (4e-6, 3e-5), "fp16": (1e-3, 6e-3), "bf16": (6e-3, 1.6e-2)}
 TAIL_SCALE = 3.0
+FORWARD_ONLY = "forward only (no gradient is timed at this configuration)"
 
 
 @dataclass
@@ -109,12 +113,15 @@ def _upstream(config: Config, x: torch.Tensor, draw: int) -> torch.Tensor:
     return torch.randn(x.shape[0], output_width(config), generator=generator, dtype=torch.float64).to(x.device)
 
 
-def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> dict[str, torch.Tensor | None]:
+def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
+         backward: bool = True) -> dict[str, torch.Tensor | None]:
     """Output (grad enabled), output under no_grad, input gradient and every parameter's gradient (None where the
-    module produced none)."""
+    module produced none); with ``backward=False`` the output under no_grad alone."""
     module.zero_grad(set_to_none=True)
     with torch.no_grad():
         inference = module(x.detach())
+    if not backward:
+        return {"output_no_grad": inference}
     x = x.detach().clone().requires_grad_(True)
     y = module(x)
     y.backward(upstream.to(y.dtype))
@@ -124,8 +131,8 @@ def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> di
     return got
 
 
-def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
-                   draw: int) -> dict[str, torch.Tensor | None]:
+def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor, draw: int,
+                   backward: bool = True) -> dict[str, torch.Tensor | None]:
     """:func:`_run` with the tokens in another order (per-token results put back in place): parameter gradients,
     sums over tokens, then add up in another order. Its error is as legitimate as the reference's own, so the
     tolerance takes the larger of the two (an impl that reassociates a long reduction differs by that much)."""
@@ -133,7 +140,7 @@ def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Ten
         return {}
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7 + draw)).to(x.device)
     back = torch.argsort(order)
-    got = _run(module, x[order], upstream[order])
+    got = _run(module, x[order], upstream[order], backward)
     for key in ("output", "output_no_grad", "grad_input"):
         if got.get(key) is not None:
             got[key] = got[key][back]
@@ -158,18 +165,19 @@ def _out_of_range(config: Config, draw: str) -> bool:
     return draw != "typical" and config.dtype in ("fp16", "bf16")
 
 
-def check_reference(config: Config, module: torch.nn.Module) -> GateResult:
+def check_reference(config: Config, module: torch.nn.Module, backward: bool = True) -> GateResult:
     """For the reference itself: finite outputs and gradients on every draw (see :func:`_out_of_range`)."""
     notes = []
     for index, (draw, x) in enumerate(gate_inputs(config)):
         upstream = _upstream(config, x, index)
-        bad = _non_finite(_run(module, x.to(config.torch_dtype), upstream))
+        bad = _non_finite(_run(module, x.to(config.torch_dtype), upstream, backward))
         if bad and _out_of_range(config, draw):
             notes.append(f"{draw} draw outside {config.dtype}'s range ({', '.join(bad)} overflow)")
         elif bad:
             return GateResult(False, float("inf"), f"reference gives NaN/Inf in {', '.join(bad)} on the {draw} "
                                                    "draw", "error")
-    return GateResult(True, 0.0, "; ".join(["reference impl: outputs and gradients finite", *notes]))
+    what = "outputs and gradients" if backward else FORWARD_ONLY + ": outputs"
+    return GateResult(True, 0.0, "; ".join([f"reference impl: {what} finite", *notes]))
 
 
 def _compare(got: dict, truth: dict, *references: dict) -> tuple[dict[str, float], dict[str, float], list[str]]:
@@ -191,7 +199,7 @@ def _compare(got: dict, truth: dict, *references: dict) -> tuple[dict[str, float
     return {k: rowwise_error(got[k], truth[k], scale[k]) for k in common}, reference_errors, missing
 
 
-def check_against_reference(config: Config, module: torch.nn.Module) -> GateResult:
+def check_against_reference(config: Config, module: torch.nn.Module, backward: bool = True) -> GateResult:
     """Compare ``module`` (the impl) with the reference loaded with the same weights on every draw (see the module
     docstring). The first failing quantity decides; otherwise the worst ratio of error to allowance is reported."""
     dtype = config.torch_dtype
@@ -204,9 +212,10 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
     for index, (draw, x) in enumerate(gate_inputs(config)):
         x = x.to(dtype).double()  # the impl's input, exactly
         upstream = _upstream(config, x, index)
-        truth = _run(truth_module, x, upstream)
-        reference = _run(same_dtype, x.to(dtype), upstream) if dtype != torch.float64 else {}
-        reordered = _run_reordered(same_dtype, x.to(dtype), upstream, index) if dtype != torch.float64 else {}
+        truth = _run(truth_module, x, upstream, backward)
+        reference = _run(same_dtype, x.to(dtype), upstream, backward) if dtype != torch.float64 else {}
+        reordered = (_run_reordered(same_dtype, x.to(dtype), upstream, index, backward)
+                     if dtype != torch.float64 else {})
         in_dtype = _non_finite(reference)
         if in_dtype and not _non_finite(truth) and _out_of_range(config, draw):
             notes.append(f"{draw} draw skipped: outside {config.dtype}'s range ({', '.join(in_dtype)} overflow "
@@ -216,7 +225,7 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
         if bad:
             return GateResult(False, float("inf"), f"the reference gives NaN/Inf in {', '.join(bad)} on the {draw} "
                                                    "draw: nothing to check the impl against", "error")
-        got = _run(module, x.to(dtype), upstream)
+        got = _run(module, x.to(dtype), upstream, backward)
         errors, reference_errors, missing = _compare(got, truth, reference, reordered)
         if missing:
             return GateResult(False, float("inf"), f"{draw} draw: missing work: {'; '.join(missing)}", "mismatch")
@@ -230,10 +239,13 @@ def check_against_reference(config: Config, module: torch.nn.Module) -> GateResu
             if error > allowed:
                 return GateResult(False, error, text, "mismatch")
             worst = max(worst, (error / allowed, error, text), key=lambda t: t[0])
-    return GateResult(True, worst[1], "; ".join([f"worst: {worst[2]}", *notes]))
+    scope = [] if backward else [FORWARD_ONLY]
+    return GateResult(True, worst[1], "; ".join([*scope, f"worst: {worst[2]}", *notes]))
 
 
-def gate(config: Config, module: torch.nn.Module) -> GateResult:
+def gate(config: Config, module: torch.nn.Module, backward: bool = True) -> GateResult:
+    """The verdict on ``module``; ``backward=False`` checks the output under no_grad alone (see the module
+    docstring)."""
     if config.impl == registry.REFERENCE:
-        return check_reference(config, module)
-    return check_against_reference(config, module)
+        return check_reference(config, module, backward)
+    return check_against_reference(config, module, backward)

@@ -4,11 +4,12 @@ each is measured in, and the accuracy training runs, planned from a preset and t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from kanbench import registry
 from kanbench.harness import accuracy
 from kanbench.harness.base import measurement_names
-from kanbench.harness.presets import Preset
+from kanbench.harness.presets import GRADIENT_MODES, Preset
 from kanbench.harness.results import Config
 
 
@@ -29,6 +30,19 @@ class Plan:
     protocol: str = "tuned"  # kanbench.harness.tuning: tuned | uniform
     match: str = "params"
     match_gaps: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @cached_property
+    def _with_gradients(self) -> dict[tuple, bool]:
+        needs: dict[tuple, bool] = {}
+        for config, modes in self.items:
+            key = config.key("", "")
+            needs[key] = needs.get(key, False) or any(m in GRADIENT_MODES for m in modes)
+        return needs
+
+    def times_backward(self, config: Config) -> bool:
+        """Whether this run measures ``config`` in a mode with gradients (a configuration it does not plan counts as
+        one: the gate then checks everything)."""
+        return self._with_gradients.get(config.key("", ""), True)
 
 
 def make_plan(preset: Preset, variants: list[str], impls: list[str] | None, device: str, dtypes: list[str],

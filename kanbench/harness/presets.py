@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 MODES = ("fwd_no_grad", "fwd_bwd", "decode")
+GRADIENT_MODES = ("fwd_bwd",)  # the modes that run a backward (the others time forwards under no_grad)
 
 
 @dataclass(frozen=True)
