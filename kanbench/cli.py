@@ -123,6 +123,34 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_targets(args: argparse.Namespace, console: Console) -> int:
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from kanbench.report.targets import targets_table
+
+    tables = []
+    for run in map(Path, args.run_dirs):
+        if not (run / "results.csv").exists():
+            raise ValueError(f"{run} holds no results.csv; give folders written by `kanbench run`.")
+        env = json.loads((run / "env.json").read_text()) if (run / "env.json").exists() else {}
+        judged = targets_table(pd.read_csv(run / "results.csv", keep_default_na=False), env)
+        tables.append(judged.assign(run=str(run)) if len(judged) else judged)
+    table = pd.concat(tables, ignore_index=True).fillna("") if tables else pd.DataFrame()
+    if table.empty:
+        console.print("none of these runs measures a configuration a target is set for (see `kanbench report`'s "
+                      "Performance targets section: the GPU presets kat-b, ffn-768, spark-topk, decode-gemma2b)")
+        return 0
+    from kanbench.report.document import Table as Markdown
+    from kanbench.report.document import Text, to_markdown
+
+    # markdown, not a terminal table: readable at any width, and what a README quotes
+    print(to_markdown([Text("kanbench's performance targets, judged on each run's own rows:"), Markdown(table)]))
+    return 0
+
+
 def cmd_import_benchmark(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
@@ -154,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="exit 1 when a configuration is slower by more than PCT %% with a 95 %% "
                                 "interval excluding 1 (or stopped running); names every one")
     p_compare.set_defaults(func=cmd_compare)
+    p_targets = sub.add_parser("targets", help="kanbench's performance targets, met or missed, in one or more runs")
+    p_targets.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `kanbench run`")
+    p_targets.set_defaults(func=cmd_targets)
     p_import = sub.add_parser("import-benchmark", help="a pytest-benchmark JSON as a kanbench run folder")
     p_import.add_argument("json", help="the file pytest --benchmark-json wrote")
     p_import.add_argument("--out", required=True, help="run folder to write (results.csv, env.json)")

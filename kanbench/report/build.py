@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from kanbench.registry import REFERENCE, baseline_variant
-from kanbench.report import peers, protocol, summary
+from kanbench.report import peers, protocol, summary, targets
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
 from kanbench.report.intervals import load_samples
 from kanbench.report.tables import CONFIG, accuracy_table, latency_table, metric_table
@@ -21,6 +21,11 @@ LATENCY_TEXT = (
     "`{baseline}` baseline and over the variant's `{reference}` impl in the same dtype, shape and mode, with the 95 % "
     "bootstrap interval of the ratio of medians. `noisy`: measured while other processes took the CPU, after "
     "re-measuring (the figure is shown, not to be published as clean).")
+
+TARGETS_TEXT = (
+    "kanbench's targets for its own impls, judged on this run's rows: each impl against its floor or baseline "
+    "measured beside it, the eager median and (where graphs were replayed) the CUDA-graph median; `noisy` figures "
+    "are not judged. The targets and their shapes: `kanbench/report/targets.py`.")
 
 
 def environment_lines(env: dict) -> list[str]:
@@ -43,6 +48,9 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
                         "them before quoting a figure."))
     out.append(Heading("Summary"))
     out += [Table(section) for section in summary.accuracy_sections(df) + summary.latency_sections(df)]
+    judged = targets.targets_table(df, env)
+    if len(judged):
+        out += [Heading("Performance targets"), Text(TARGETS_TEXT), Table(judged)]
     versus = peers.peers_table(df)
     if len(versus):
         out += [Heading("kanbench's implementations vs the packages you use today"),

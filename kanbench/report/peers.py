@@ -18,7 +18,7 @@ from kanbench.report.summary import MEASURED
 SHAPE = ["variant", "dtype", "tokens", "d_model"]
 
 
-def _package(variant: str, impl: str) -> str | None:
+def package_of(variant: str, impl: str) -> str | None:
     try:
         return registry.get_variant(variant).impl(impl).package
     except registry.UnknownNameError:  # a results.csv from a kanbench that had other impls
@@ -55,7 +55,7 @@ def _verdict(rows: pd.DataFrame) -> str:
 
 def peers_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, shape): kanbench's fastest impl, then every peer of that variant in the run."""
-    package = {(v, i): _package(v, i) for v, i in df[["variant", "impl"]].drop_duplicates().itertuples(index=False)}
+    package = {(v, i): package_of(v, i) for v, i in df[["variant", "impl"]].drop_duplicates().itertuples(index=False)}
     peer_variants = {variant for (variant, _), name in package.items() if name}
     if not peer_variants:
         return pd.DataFrame()
