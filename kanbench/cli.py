@@ -137,15 +137,16 @@ def cmd_targets(args: argparse.Namespace, console: Console) -> int:
             raise ValueError(f"{run} holds no results.csv; give folders written by `kanbench run`.")
         env = json.loads((run / "env.json").read_text()) if (run / "env.json").exists() else {}
         judged = targets_table(pd.read_csv(run / "results.csv", keep_default_na=False), env)
-        tables.append(judged.assign(run=str(run)) if len(judged) else judged)
-    table = pd.concat(tables, ignore_index=True).fillna("") if tables else pd.DataFrame()
-    if table.empty:
+        if len(judged):
+            tables.append(judged.assign(run=str(run)))
+    if not tables:
         console.print("none of these runs measures a configuration a target is set for (see `kanbench report`'s "
                       "Performance targets section: the GPU presets kat-b, ffn-768, spark-topk, decode-gemma2b)")
         return 0
     from kanbench.report.document import Table as Markdown
     from kanbench.report.document import Text, to_markdown
 
+    table = pd.concat(tables, ignore_index=True).fillna("")
     # markdown, not a terminal table: readable at any width, and what a README quotes
     print(to_markdown([Text("kanbench's performance targets, judged on each run's own rows:"), Markdown(table)]))
     return 0
