@@ -98,42 +98,6 @@ def test_the_faithful_impl_passes_and_reports_its_worst_error(dtype, tokens):
     assert "worst:" in result.message
 
 
-class RaisingBackward(MLPBlock):
-    """Right forward; any backward through it raises (a forward-only check must never run one)."""
-
-    def forward(self, x):
-        return super().forward(_RaisesInBackward.apply(x))
-
-
-class _RaisesInBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x * 1.0
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("backward ran")
-
-
-@pytest.mark.parametrize(("dtype", "tokens"), SHAPES)
-def test_a_forward_only_check_catches_every_wrong_inference_output_and_runs_no_backward(planted, dtype, tokens):
-    for fault, (_, status, _) in FAULTS.items():
-        result = gate(fault, dtype, tokens, backward=False)
-        if fault == "no_bias_grad":  # its outputs are right: only its gradients are wrong
-            assert result.ok and correctness.FORWARD_ONLY in result.message, result.message
-            assert not gate(fault, dtype, tokens).ok  # the full check still rejects it
-        else:
-            assert not result.ok and result.status == status, (fault, result.message)
-    registry.register_impl("mlp", registry.Impl("raising_backward", block=RaisingBackward))
-    try:
-        result = gate("raising_backward", dtype, tokens, backward=False)
-        with pytest.raises(RuntimeError, match="backward ran"):
-            gate("raising_backward", dtype, tokens)
-    finally:
-        registry.unregister_impl("mlp", "raising_backward")
-    assert result.ok and result.message.startswith(correctness.FORWARD_ONLY), result.message
-
-
 def test_a_gradient_the_reference_does_not_produce_is_a_mismatch():
     # the reference's unused parameter has no gradient; the impl's does
     class Unused(MLPBlock):
@@ -173,6 +137,38 @@ class BrokenBackward(MLPBlock):
 
     def forward(self, x):
         return super().forward(_NaNBackward.apply(x))
+
+
+class _RaisesInBackward(_NaNBackward):
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward ran")
+
+
+class RaisingBackward(MLPBlock):
+    """Right forward; any backward through it raises (a forward-only check must never run one)."""
+
+    def forward(self, x):
+        return super().forward(_RaisesInBackward.apply(x))
+
+
+@pytest.mark.parametrize(("dtype", "tokens"), SHAPES)
+def test_a_forward_only_check_catches_every_wrong_inference_output_and_runs_no_backward(planted, dtype, tokens):
+    for fault, (_, status, _) in FAULTS.items():
+        result = gate(fault, dtype, tokens, backward=False)
+        if fault == "no_bias_grad":  # its outputs are right: only its gradients are wrong
+            assert result.ok and correctness.FORWARD_ONLY in result.message, result.message
+            assert not gate(fault, dtype, tokens).ok  # the full check still rejects it
+        else:
+            assert not result.ok and result.status == status, (fault, result.message)
+    registry.register_impl("mlp", registry.Impl("raising_backward", block=RaisingBackward))
+    try:
+        result = gate("raising_backward", dtype, tokens, backward=False)
+        with pytest.raises(RuntimeError, match="backward ran"):
+            gate("raising_backward", dtype, tokens)
+    finally:
+        registry.unregister_impl("mlp", "raising_backward")
+    assert result.ok and result.message.startswith(correctness.FORWARD_ONLY), result.message
 
 
 @pytest.mark.parametrize(("dtype", "tokens"), SHAPES)
