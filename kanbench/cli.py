@@ -124,19 +124,18 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_targets(args: argparse.Namespace, console: Console) -> int:
-    import json
     from pathlib import Path
 
     import pandas as pd
 
+    from kanbench.report import load_run
     from kanbench.report.targets import targets_table
 
     tables = []
     for run in map(Path, args.run_dirs):
         if not (run / "results.csv").exists():
             raise ValueError(f"{run} holds no results.csv; give folders written by `kanbench run`.")
-        env = json.loads((run / "env.json").read_text()) if (run / "env.json").exists() else {}
-        judged = targets_table(pd.read_csv(run / "results.csv", keep_default_na=False), env)
+        judged = targets_table(*load_run(run))
         if len(judged):
             tables.append(judged.assign(run=str(run)))
     if not tables:

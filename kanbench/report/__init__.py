@@ -3,7 +3,21 @@ comparison."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A run folder's results.csv (empty fields kept as empty strings, not NaN) and env.json ({} where absent)."""
+    import pandas as pd
+
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    return pd.read_csv(run_dir / "results.csv", keep_default_na=False), env
 
 
 def make_report(run_dir: Path, plots: bool = True) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from kanbench.registry import REFERENCE, baseline_variant
-from kanbench.report import peers, protocol, summary, targets
+from kanbench.report import load_run, peers, protocol, summary, targets
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
 from kanbench.report.intervals import load_samples
 from kanbench.report.tables import CONFIG, accuracy_table, latency_table, metric_table
@@ -93,8 +93,7 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
 
 def write_report(run_dir: Path, plots: list[Path] | None = None) -> Path:
     """report.md and report.html in ``run_dir``; returns report.md's path."""
-    df = pd.read_csv(run_dir / "results.csv", keep_default_na=False)
-    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
+    df, env = load_run(run_dir)
     document = blocks(df, env, run_dir, plots or [])
     out = run_dir / "report.md"
     out.write_text(to_markdown(document))

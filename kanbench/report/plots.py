@@ -10,7 +10,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
 
-import json  # noqa: E402
 import math  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
@@ -21,6 +20,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from kanbench import registry  # noqa: E402
+from kanbench.report import load_run  # noqa: E402
 from kanbench.report.intervals import SAMPLE_KEYS, ratio_interval  # noqa: E402
 
 WRAP = 4  # facets a row
@@ -322,13 +322,11 @@ def spark_speedup(results: pd.DataFrame, figs: Figures) -> list[Path]:
 
 def write_plots(run_dir: Path) -> list[Path]:
     """Every plot this run has data for; returns the files written."""
-    results = pd.read_csv(run_dir / "results.csv", keep_default_na=False)
+    results, env = load_run(run_dir)
     samples_path = run_dir / "samples.csv"
     samples = pd.read_csv(samples_path) if samples_path.exists() and samples_path.stat().st_size else pd.DataFrame()
     if not samples.empty:
         samples = samples[samples.method.str.contains("graph") == False]  # noqa: E712 - eager samples only
-    env_path = run_dir / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
     device = env.get("gpu") or env.get("cpu") or env.get("device", "device not recorded")
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
