@@ -6,9 +6,13 @@ helpers they share beside them:
     grkan/         triton (rational_triton.py), triton_fused (fused_triton.py), cuda (cuda.py + rational_cuda.*)
     bspline_kan/   triton: kan_linear_triton.py with closed-form B-spline bases (and SiLU) on the tiles
     relu_kan/      triton: kan_linear_triton.py with ReLU-KAN's bumps on the tiles
+    cheby_kan/     triton: kan_linear_triton.py with SiLU and the Chebyshev recurrence on the tiles
+    fourier_kan/   triton: kan_linear_triton.py with SiLU, cos(f·x) and sin(f·x) on the tiles
+    wav_kan/       triton (wavelet_triton.py): every edge's wavelet evaluated on the tiles, forward and backward
     af_kan/        triton (attention_triton.py): features, global attention and LayerNorm, one pass per row
     spark_ffn/     triton (topk_triton.py, decode_triton.py), sparse_cpu (sparse_cpu.py), decode_layout.py
     kan_linear_triton.py   a KAN layer's matmuls with its features computed on the tiles (forward, dW, dx)
+    kan_features_triton.py the features those matmuls compute (one family per variant) and their slopes
     launch.py      whether Triton can run here, launch checks;  triton_dot.py  the shared tl.dot
     aot.py         compiles every Triton kernel for a GPU architecture without one (registers, spills)
 
@@ -17,4 +21,4 @@ imported only when a kernel runs, and each impl says why it cannot run on a mach
 package imports everywhere.
 """
 
-from kanbench.kernels import af_kan, bspline_kan, grkan, relu_kan, spark_ffn  # noqa: F401
+from kanbench.kernels import af_kan, bspline_kan, cheby_kan, fourier_kan, grkan, relu_kan, spark_ffn, wav_kan  # noqa: F401

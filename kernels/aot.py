@@ -30,6 +30,7 @@ from kanbench.kernels.grkan import fused_triton as fused
 from kanbench.kernels.grkan import rational_triton as rational
 from kanbench.kernels.spark_ffn import decode_triton as decode
 from kanbench.kernels.spark_ffn import topk_triton as topk
+from kanbench.kernels.wav_kan import wavelet_triton as wav
 
 
 @dataclass
@@ -148,18 +149,21 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
 
 
 def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
-    """The fused KAN-layer kernels (kernels/kan_linear_triton.py) for ReLU-KAN and B-spline KAN (order 3) at their
-    wrapper's tiles, fp32 (IEEE dots) and ``dtype`` operands."""
+    """The fused KAN-layer kernels (kernels/kan_linear_triton.py) for every family at its variant's default order
+    (B-spline order 3, Chebyshev degree 5, Fourier 10 frequencies) at the wrapper's tiles, fp32 (IEEE dots) and
+    ``dtype`` operands."""
     tiles = {"BLOCK_M": kan.BLOCK_M, "BLOCK_N": kan.BLOCK_N}
     sizes = {**_ints("M", "N", "d_in", "n_features"), "r": "fp32", "t0": "fp32", "h": "fp32"}
     specs = []
-    for family, name in ((kan.RELU, "relu_kan"), (kan.BSPLINE, "bspline_kan")):
+    families = ((kan.RELU, "relu_kan", 1), (kan.BSPLINE, "bspline_kan", 3), (kan.CHEBY, "cheby_kan", 5),
+                (kan.FOURIER, "fourier_kan", 10))
+    for family, name, order in families:
         for operands in ("fp32", dtype):
-            fixed = {"FAMILY": family, "ORDER": 3, "IEEE": operands == "fp32", **tiles}
+            fixed = {"FAMILY": family, "ORDER": order, "IEEE": operands == "fp32", **tiles}
             specs += [
                 KernelSpec(f"{name} fused fwd {operands}", kan._forward_kernel,
                            {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
-                           {**fixed, "HAS_BIAS": family == kan.RELU, "BLOCK_K": kan.BLOCK_K},
+                           {**fixed, "HAS_BIAS": family != kan.BSPLINE, "BLOCK_K": kan.BLOCK_K},
                            divisible=("M", "N", "d_in")),
                 KernelSpec(f"{name} fused dW {operands}", kan._weight_grad_kernel,
                            {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
@@ -169,6 +173,27 @@ def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
                             **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
                            {**fixed, "BLOCK_I": kan.BLOCK_K}, divisible=("M", "N", "d_in")),
             ]
+    return specs
+
+
+def wav_kan_specs(dtype: str = "bf16") -> list[KernelSpec]:
+    """Wav-KAN's wavelet-sum kernels (kernels/wav_kan/wavelet_triton.py) at the wrapper's tiles, fp32 and ``dtype``."""
+    tiles = {"BLOCK_M": wav.BLOCK_M, "BLOCK_N": wav.BLOCK_N, "BLOCK_I": wav.BLOCK_I}
+    sizes = _ints("M", "N", "d_in")
+    specs = []
+    for operands in ("fp32", dtype):
+        edges = _ptr(operands, "t_ptr", "s_ptr", "w_ptr")
+        specs += [
+            KernelSpec(f"wav_kan wavelet fwd {operands}", wav._forward_kernel,
+                       {**_ptr(operands, "x_ptr"), **edges, **_ptr(operands, "y_ptr"), **sizes}, tiles,
+                       divisible=("M", "N", "d_in")),
+            KernelSpec(f"wav_kan wavelet dx {operands}", wav._input_grad_kernel,
+                       {**_ptr(operands, "x_ptr"), **edges, **_ptr(operands, "dy_ptr", "dx_ptr"), **sizes}, tiles,
+                       divisible=("M", "N", "d_in")),
+            KernelSpec(f"wav_kan wavelet dw dt ds {operands}", wav._edge_grad_kernel,
+                       {**_ptr(operands, "x_ptr"), **edges, **_ptr(operands, "dy_ptr"),
+                        **_ptr("fp32", "dt_ptr", "ds_ptr", "dw_ptr"), **sizes}, tiles, divisible=("M", "N", "d_in")),
+        ]
     return specs
 
 
@@ -255,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.json:
         print(f"triton {triton.__version__}, target {args.arch}")
         print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")
-    for spec in grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs() + af_kan_specs():
+    specs = grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs() + wav_kan_specs()
+    for spec in specs + af_kan_specs():
         kernel = compile_spec(spec, args.arch)
         registers, spills = ptxas_usage(kernel, args.arch)
         rows.append({"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills})

@@ -1,26 +1,10 @@
 """A KAN layer ``y = Φ(x) Wᵀ (+ b)`` whose matmuls compute the features Φ on their tiles as they load them: the
-(N, n_features·d_in) feature tensor never goes to memory, forward or backward. It serves two variants
-(kernels/relu_kan/, kernels/bspline_kan/), chosen by the constexpr FAMILY; feature column c = j·d_in + i (feature
-index j outer, input coordinate i inner).
-
-RELU (ReLU-KAN, kanbench/variants/relu_kan.py): for basis j with interval ends s_ij, e_ij,
-
-    a = ReLU(e_ij − x_i),  b = ReLU(x_i − s_ij),  Φ_ij = r·(a·b)²,  r = 16·G⁴/(k+1)⁴
-    ∂Φ/∂x = 2r·a·b·(a − b),   ∂Φ/∂s = −2r·a²·b,   ∂Φ/∂e = 2r·a·b²
-
-(zero wherever a or b is: ReLU's zero subgradient at the kinks, as autograd takes it).
-
-BSPLINE (B-spline KAN, kanbench/variants/bspline_kan.py): feature 0 is SiLU(x_i) (the base path), feature
-j ≥ 1 the B-spline basis b = j − 1 of order K on the uniform grid t_b = t0 + b·h. On a uniform grid every basis is
-the cardinal B-spline N_K shifted and scaled, evaluated in closed form (a few multiply-adds, no recursion):
-
-    B_b(x) = N_K(u),  u = (x − t_b)/h,  N_K(u) = 1/K! · Σ_{m=0}^{K+1} (−1)^m·C(K+1, m)·(v − m)₊^K  on [0, K+1)
-
-with v = min(u, K+1−u) (N_K is symmetric, and the smaller argument keeps the alternating sum free of
-cancellation), and ∂B_b/∂x = (N_{K−1}(u) − N_{K−1}(u−1))/h. At order 1 that derivative jumps at the knots: an
-input exactly on one may take the other one-sided derivative than autograd (u from fp32 knots lands within an
-ulp of the integer); orders ≥ 2 are continuous there. The weight is [W_base | W_spline ⊙ scaler] in this
-column order, assembled by the caller (its gradient flows back through torch).
+(N, n_features·d_in) feature tensor never goes to memory, forward or backward. It serves four variants
+(kernels/relu_kan/, bspline_kan/, cheby_kan/, fourier_kan/), chosen by the constexpr FAMILY, whose features and
+slopes (with their math) are in kernels/kan_features_triton.py; feature column c = j·d_in + i (feature index j
+outer, input coordinate i inner). Every family but ReLU-KAN's has SiLU(x) at j = 0 and its bases at j ≥ 1; its
+weight is [W_base | the bases' coefficients, basis-major] in this column order, assembled by the caller (its
+gradient flows back through torch).
 
 Kernels, each a matmul whose Φ tiles are computed from x as they are loaded:
 
@@ -41,47 +25,21 @@ import torch
 import triton
 import triton.language as tl
 
+from kanbench.kernels.kan_features_triton import (
+    BSPLINE,
+    CHEBY,
+    FOURIER,
+    RELU,
+    basis,
+    basis_slope,
+    relu_bumps,
+    silu,
+    silu_slope,
+)
 from kanbench.kernels.launch import check_launchable, needs_ieee_dot
 from kanbench.kernels.triton_dot import dot
 
 BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
-RELU, BSPLINE = 0, 1  # FAMILY
-
-
-@triton.jit
-def _bases(x, s, e, r):
-    """ReLU-KAN: (a, b, Φ) of inputs ``x`` against interval ends ``s``, ``e`` (broadcast), all fp32."""
-    a = tl.maximum(e - x, 0.0)
-    b = tl.maximum(x - s, 0.0)
-    ab = a * b
-    return a, b, r * ab * ab
-
-
-@triton.jit
-def _cardinal(u, K: tl.constexpr):
-    """N_K(u), the cardinal B-spline of order K (support [0, K+1)), in closed form (module docstring)."""
-    v = tl.minimum(u, K + 1 - u)
-    total = tl.zeros_like(u)
-    binom = 1.0
-    sign = 1.0
-    factorial = 1.0
-    for m in tl.static_range(K + 2):
-        d = tl.maximum(v - m, 0.0)
-        power = tl.where(v >= m, 1.0, 0.0)
-        for _ in tl.static_range(K):
-            power = power * d
-        total += sign * binom * power
-        binom = binom * (K + 1 - m) / (m + 1)
-        sign = -sign
-    for q in tl.static_range(1, K + 1):
-        factorial = factorial * q
-    return tl.where((u >= 0.0) & (u < K + 1), total / factorial, 0.0)
-
-
-@triton.jit
-def _spline_argument(x, j, t0, h):
-    """u = (x − t_b)/h for the B-spline of feature j ≥ 1 (basis b = j − 1, knot t_b = t0 + b·h)."""
-    return (x - (t0 + (j - 1) * h)) / h
 
 
 @triton.jit
@@ -94,13 +52,11 @@ def _interval_ends(s_ptr, e_ptr, i, j, ok, n_features):
 
 @triton.jit
 def _feature(x, j, s, e, r, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr):
-    """Φ_j(x) in fp32 (``s``, ``e``: ReLU-KAN's interval ends, unused by the B-spline family)."""
+    """Φ_j(x) in fp32 (``s``, ``e``: ReLU-KAN's interval ends, unused by the other families)."""
     if FAMILY == 0:
-        _, _, phi = _bases(x, s, e, r)
+        _, _, phi = relu_bumps(x, s, e, r)
     else:
-        spline = _cardinal(_spline_argument(x, j, t0, h), ORDER)
-        silu = x / (1.0 + tl.exp(-x))
-        phi = tl.where(j == 0, silu, spline)
+        phi = tl.where(j == 0, silu(x), basis(x, j, t0, h, FAMILY, ORDER))
     return phi
 
 
@@ -190,18 +146,16 @@ def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, 
         g = tl.where(both, g, 0.0)
         if FAMILY == 0:
             s, e = _interval_ends(s_ptr, e_ptr, ins, j, in_ok, n_features)
-            a, b, _ = _bases(x, s, e, r)
+            a, b, _ = relu_bumps(x, s, e, r)
             g = g * (2.0 * r) * a * b  # 2r·a·b·G, shared by the three derivatives
             dx += g * (a - b)
             tl.store(ds_part_ptr + (pid_m * d_in + ins) * n_features + j, tl.sum(-g * a, axis=0), mask=in_ok)
             tl.store(de_part_ptr + (pid_m * d_in + ins) * n_features + j, tl.sum(g * b, axis=0), mask=in_ok)
         else:
-            if j == 0:  # SiLU'(x) = σ(x)·(1 + x·(1 − σ(x)))
-                sigma = 1.0 / (1.0 + tl.exp(-x))
-                dx += g * sigma * (1.0 + x * (1.0 - sigma))
-            else:  # ∂B/∂x = (N_{K−1}(u) − N_{K−1}(u − 1)) / h
-                u = _spline_argument(x, j, t0, h)
-                dx += g * (_cardinal(u, ORDER - 1) - _cardinal(u - 1.0, ORDER - 1)) / h
+            if j == 0:
+                dx += g * silu_slope(x)
+            else:
+                dx += g * basis_slope(x, j, t0, h, FAMILY, ORDER)
     tl.store(dx_ptr + rows[:, None] * d_in + ins[None, :], dx.to(dx_ptr.dtype.element_ty), mask=both)
 
 
@@ -220,7 +174,7 @@ class KANLinear(torch.autograd.Function):
         lead, d_in = x.shape[:-1], x.shape[-1]
         x2 = x.reshape(-1, d_in).contiguous()
         weight = weight.to(x.dtype).contiguous()
-        # RELU reads the interval ends; BSPLINE has none (x stands in for the unused pointers)
+        # RELU reads the interval ends; the other families have none (x stands in for the unused pointers)
         start = start.contiguous() if start is not None else x2
         end = end.contiguous() if end is not None else x2
         M, N = x2.shape[0], weight.shape[0]
@@ -272,3 +226,14 @@ def bspline_kan_linear(x: torch.Tensor, weight: torch.Tensor, t0: float, h: floa
     feature-major; knots ``t_b = t0 + b·h`` (the first knot of the extended grid and the spacing)."""
     n_features = weight.shape[1] // x.shape[-1]
     return KANLinear.apply(x, None, None, weight, None, BSPLINE, n_features, 0.0, t0, h, order)
+
+
+def cheby_kan_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, degree: int) -> torch.Tensor:
+    """A Chebyshev KAN layer: ``weight`` = [W_base | C basis-major] of shape (d_out, (degree + 2)·d_in)."""
+    return KANLinear.apply(x, None, None, weight, bias, CHEBY, degree + 2, 0.0, 0.0, 1.0, degree)
+
+
+def fourier_kan_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """A Fourier KAN layer: ``weight`` = [W_base | A basis-major | B basis-major] of shape (d_out, (2F + 1)·d_in)."""
+    n_features = 2 * frequencies + 1
+    return KANLinear.apply(x, None, None, weight, bias, FOURIER, n_features, 0.0, 0.0, 1.0, frequencies)
