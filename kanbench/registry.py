@@ -107,6 +107,12 @@ class VariantSpec:
     # How the accuracy harness may prepare this variant's inputs (kanbench.data.prepare), the authors' own first;
     # the tuned protocol searches them all on validation, the uniform one gives every variant the first default.
     preparations: tuple[Preparation, ...] = DEFAULT_PREPARATIONS
+    # ``token_state(d_in, d_out, **hparams) -> numbers``: what one layer of the reference keeps per token for its
+    # backward, declared by a layer variant whose tokens are independent (no batch statistic) and whose state grows
+    # with d_in·d_out (Wav-KAN's (tokens, d_out, d_in) wavelet tensors). The gate then builds its truth over chunks
+    # of tokens that fit a fixed memory budget (kanbench/harness/correctness.py), so an impl that needs no such
+    # state is checked at the shapes where the reference alone would run out of memory.
+    token_state: Callable[..., int] | None = None
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -163,6 +169,7 @@ def register(
     extra_flop_metrics: Callable[..., list[tuple[str, float, str, str]]] | None = None,
     baseline: bool = False,
     preparations: tuple[Preparation, ...] = DEFAULT_PREPARATIONS,
+    token_state: Callable[..., int] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl
     and a ``compiled`` one (``torch.compile`` of the reference, :mod:`kanbench.compiled`).
@@ -181,7 +188,7 @@ def register(
             defaults=dict(defaults), validate=validate, layer=layer, layer_cost=layer_cost,
             last_layer_hparams=dict(last_layer_hparams or {}), op=op, op_cost=op_cost,
             input_kind=input_kind, edge_inputs=edge_inputs, extra_flop_metrics=extra_flop_metrics,
-            baseline=baseline, preparations=tuple(preparations),
+            baseline=baseline, preparations=tuple(preparations), token_state=token_state,
         )
         spec.impls[REFERENCE] = Impl(REFERENCE, block=block, layer=layer, op=op, description="plain PyTorch")
         from kanbench.compiled import COMPILED, compiled_impl  # every variant, any added later too

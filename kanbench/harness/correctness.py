@@ -7,7 +7,12 @@ For each configuration, at the exact shape that is measured (decode rows include
   large inputs occur) and, where the variant declares them (``edge_inputs``), ``edges``: inputs exactly at its grid
   knots or interval ends, just beside them and outside the range.
 - **Truth.** The reference in float64, with the impl's weights (as stored in the impl's dtype, upcast) and the
-  draw rounded to the impl's dtype, so that truth and impl compute the same function of the same numbers.
+  draw rounded to the impl's dtype, so that truth and impl compute the same function of the same numbers. A
+  variant whose tokens are independent and whose reference keeps a large state per token (``token_state``:
+  Wav-KAN's (tokens, d_out, d_in) tensors) has its truth and its reference-in-dtype runs built over chunks of
+  tokens within TRUTH_BYTES (outputs concatenated, parameter gradients summed over the chunks), so that an impl
+  without that state is still checked at a shape where the reference alone runs out of memory; the impl itself
+  always runs the whole shape at once.
 - **Quantities.** The output with gradients enabled, the output under ``torch.no_grad()`` (inference paths such as
   Spark's sparse decode run only there), the input gradient and every parameter gradient. A gradient the
   reference produces and the impl does not (or the reverse) is a ``mismatch``: an impl must do the same work.
@@ -51,6 +56,7 @@ from kanbench.harness.workload import output_width, sample_input
 FLOOR = {"fp64": (1e-10, 1e-10), "fp32": (4e-6, 3e-5), "fp16": (1e-3, 6e-3), "bf16": (6e-3, 1.6e-2)}
 TAIL_SCALE = 3.0
 FORWARD_ONLY = "forward only (no gradient is timed at this configuration)"
+TRUTH_BYTES = 4 * 2**30  # the float64 truth's per-token state at most, for a variant that can be run in chunks
 
 
 @dataclass
@@ -113,26 +119,52 @@ def _upstream(config: Config, x: torch.Tensor, draw: int) -> torch.Tensor:
     return torch.randn(x.shape[0], output_width(config), generator=generator, dtype=torch.float64).to(x.device)
 
 
-def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
-         backward: bool = True) -> dict[str, torch.Tensor | None]:
+def _run(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor, backward: bool = True,
+         rows: int | None = None) -> dict[str, torch.Tensor | None]:
     """Output (grad enabled), output under no_grad, input gradient and every parameter's gradient (None where the
-    module produced none); with ``backward=False`` the output under no_grad alone."""
+    module produced none); with ``backward=False`` the output under no_grad alone. With ``rows``, over chunks of
+    that many tokens (a token-independent reference, see :func:`truth_rows`): per-token results concatenated,
+    parameter gradients accumulated over the chunks."""
     module.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        inference = module(x.detach())
+    chunks = [slice(start, start + rows) for start in range(0, x.shape[0], rows)] if rows else [slice(None)]
+    inference, outputs, input_grads = [], [], []
+    for part in chunks:
+        with torch.no_grad():
+            inference.append(module(x[part].detach()))
+        if not backward:
+            continue
+        xp = x[part].detach().clone().requires_grad_(True)
+        y = module(xp)
+        y.backward(upstream[part].to(y.dtype))
+        outputs.append(y.detach())
+        input_grads.append(xp.grad)
     if not backward:
-        return {"output_no_grad": inference}
-    x = x.detach().clone().requires_grad_(True)
-    y = module(x)
-    y.backward(upstream.to(y.dtype))
-    got: dict[str, torch.Tensor | None] = {"output": y.detach(), "output_no_grad": inference, "grad_input": x.grad}
+        return {"output_no_grad": torch.cat(inference)}
+    no_input_grad = any(g is None for g in input_grads)
+    got: dict[str, torch.Tensor | None] = {"output": torch.cat(outputs), "output_no_grad": torch.cat(inference),
+                                           "grad_input": None if no_input_grad else torch.cat(input_grads)}
     got.update({f"grad_{n}": p.grad for n, p in module.named_parameters() if p.requires_grad})
     module.zero_grad(set_to_none=True)
     return got
 
 
+def truth_rows(config: Config) -> int | None:
+    """Tokens per chunk for the truth and the reference-in-dtype runs, or None for all at once: only for a variant
+    that declares its per-token state (``token_state``: its tokens are independent), and only where all tokens
+    at once would keep more than TRUTH_BYTES in float64. The impl itself always runs at the measured shape."""
+    per_layer, hp = config.spec.token_state, config.full_hparams
+    if per_layer is None:
+        return None
+    state = per_layer(config.d_model, config.d_hidden, **hp)
+    if config.form == "block":  # d_model → d_hidden → d_model
+        state += per_layer(config.d_hidden, config.d_model, **hp)
+    if state * 8 * config.tokens <= TRUTH_BYTES:
+        return None
+    return max(1, TRUTH_BYTES // (state * 8))
+
+
 def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor, draw: int,
-                   backward: bool = True) -> dict[str, torch.Tensor | None]:
+                   backward: bool = True, rows: int | None = None) -> dict[str, torch.Tensor | None]:
     """:func:`_run` with the tokens in another order (per-token results put back in place): parameter gradients,
     sums over tokens, then add up in another order. Its error is as legitimate as the reference's own, so the
     tolerance takes the larger of the two (an impl that reassociates a long reduction differs by that much)."""
@@ -140,7 +172,7 @@ def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Ten
         return {}
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(7 + draw)).to(x.device)
     back = torch.argsort(order)
-    got = _run(module, x[order], upstream[order], backward)
+    got = _run(module, x[order], upstream[order], backward, rows)
     for key in ("output", "output_no_grad", "grad_input"):
         if got.get(key) is not None:
             got[key] = got[key][back]
@@ -208,13 +240,15 @@ def check_against_reference(config: Config, module: torch.nn.Module, backward: b
     same_dtype = config.build(registry.REFERENCE)
     same_dtype.load_state_dict(module.state_dict())
     worst: tuple[float, float, str] = (-1.0, 0.0, "")  # (error / allowed, error, what)
-    notes = []
+    rows = truth_rows(config)
+    notes = [f"truth and reference-in-dtype run over chunks of {rows} tokens (their state would not fit at once)"
+             ] if rows else []
     for index, (draw, x) in enumerate(gate_inputs(config)):
         x = x.to(dtype).double()  # the impl's input, exactly
         upstream = _upstream(config, x, index)
-        truth = _run(truth_module, x, upstream, backward)
-        reference = _run(same_dtype, x.to(dtype), upstream, backward) if dtype != torch.float64 else {}
-        reordered = (_run_reordered(same_dtype, x.to(dtype), upstream, index, backward)
+        truth = _run(truth_module, x, upstream, backward, rows)
+        reference = _run(same_dtype, x.to(dtype), upstream, backward, rows) if dtype != torch.float64 else {}
+        reordered = (_run_reordered(same_dtype, x.to(dtype), upstream, index, backward, rows)
                      if dtype != torch.float64 else {})
         in_dtype = _non_finite(reference)
         if in_dtype and not _non_finite(truth) and _out_of_range(config, draw):

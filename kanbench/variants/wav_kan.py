@@ -63,6 +63,12 @@ class WavKANLayer(nn.Module):
         return y.reshape(*lead, self.d_out)
 
 
+def token_state(d_in: int, d_out: int, **_: float) -> int:
+    """Numbers per token the reference keeps for its backward: autograd saves five (d_out, d_in) tensors per token
+    (counted with saved_tensors_hooks), and the backward's gradients of them add about three more at its peak."""
+    return 8 * d_in * d_out
+
+
 def layer_cost(d_in: int, d_out: int, **_: float) -> Cost:
     params = 4 * d_in * d_out + d_out
     elementwise = d_in * SILU + WAVELET_FLOPS * d_in * d_out + 2 * d_out  # + the bias and the final add
@@ -78,4 +84,5 @@ WavKANBlock = register_layer_variant(
     defaults=DEFAULTS,
     validate=validate,
     preparations=(STANDARDIZE, MINMAX_SYMMETRIC),
+    token_state=token_state,
 )
