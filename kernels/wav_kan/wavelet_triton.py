@@ -21,8 +21,9 @@ Kernels, each a contraction over one index of a (rows × outputs × inputs) tile
     edges     dw, dt, ds[outs, ins]   loop over row chunks, sum over m (one program per edge tile: a fixed
               order, deterministic, no atomics)
 
-There is no matmul to put on the tensor cores: every (token, edge) pair costs an exp, so the layer is bound by
-the exp throughput, not by memory. Saved for backward: x, t, s, w. Everything is computed in fp32 from inputs of
+There is no matmul to put on the tensor cores: every (token, edge) pair costs an exp and about ten flops, while
+the memory traffic is that of the inputs and parameters alone (so, untimed as yet, it should be bound by
+arithmetic). Saved for backward: x, t, s, w. Everything is computed in fp32 from inputs of
 any float dtype; the edge gradients are accumulated in fp32 and rounded to the parameters' dtype once.
 """
 
