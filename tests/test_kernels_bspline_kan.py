@@ -7,16 +7,12 @@ compiled kernels on a CUDA device and skips without one."""
 
 import pytest
 import torch
-from kernel_devices import DEVICES, gpu, outputs_and_grads
+from kernel_devices import DEVICES, assert_bit_identical_reruns, assert_matches_float64, gpu
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
 from kanbench.registry import create_layer
 from kanbench.variants.bspline_kan import edge_inputs
-
-
-def rel(u, v):
-    return float((u.double().cpu() - v.double().cpu()).norm() / v.double().norm().clamp_min(1e-30))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -35,10 +31,7 @@ def test_forward_and_every_gradient_match_the_float64_reference(device, rows, d_
     x.view(-1)[: min(x.numel(), len(knots))] = knots[: x.numel()] + (1e-3 if order == 1 else 0.0)
     x = x.float().double()  # the kernel's input exactly: near a knot, rounding could cross it (order 1's kink)
     dy = torch.randn(rows, d_out, generator=g, dtype=torch.float64)
-    truth = outputs_and_grads(reference, x, dy)
-    got = outputs_and_grads(fused.to(device), x.float().to(device), dy.float().to(device))
-    errors = {k: rel(got[k], truth[k]) for k in truth}
-    assert set(got) == set(truth) and max(errors.values()) < 2e-5, errors
+    assert_matches_float64(reference, fused, x, dy, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -62,9 +55,7 @@ def test_backward_is_deterministic(device):
     torch.manual_seed(1)
     layer = create_layer("bspline_kan", 12, 20, impl="triton").to(device)
     x, dy = torch.randn(70, 12, device=device), torch.randn(70, 20, device=device)
-    first, second = outputs_and_grads(layer, x, dy), outputs_and_grads(layer, x, dy)
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_bit_identical_reruns(layer, x, dy)
 
 
 @gpu

@@ -6,7 +6,7 @@ compiled kernels on a CUDA device and skip without one."""
 
 import pytest
 import torch
-from kernel_devices import DEVICES, gpu
+from kernel_devices import DEVICES, gpu, rel
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
@@ -36,10 +36,6 @@ def grads(fn, layer, x, dy):
     y = fn(x)
     y.backward(dy)
     return [y.detach(), x.grad, *(p.grad.clone() for p in params)]
-
-
-def rel(u, v):
-    return float((u.double().cpu() - v.double().cpu()).norm() / v.double().norm().clamp_min(1e-30))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -8,7 +8,7 @@ compiled kernels on a CUDA device and skips without one."""
 
 import pytest
 import torch
-from kernel_devices import DEVICES, gpu, outputs_and_grads
+from kernel_devices import DEVICES, assert_matches_float64, gpu, outputs_and_grads
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
@@ -21,10 +21,6 @@ CASES = [  # (variant, hyperparameters, input scale)
     ("fourier_kan", {"frequencies": 4}, 2.0),
     ("fourier_kan", {"frequencies": 1}, 2.0),
 ]
-
-
-def rel(u, v):
-    return float((u.double().cpu() - v.double().cpu()).norm() / v.double().norm().clamp_min(1e-30))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -40,10 +36,7 @@ def test_forward_and_every_gradient_match_the_float64_reference(device, variant,
     x.view(-1)[:5] = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=torch.float64)  # the clamp's corners, beyond
     x = x.float().double()
     dy = torch.randn(rows, d_out, generator=g, dtype=torch.float64)
-    truth = outputs_and_grads(reference, x, dy)
-    got = outputs_and_grads(fused.to(device), x.float().to(device), dy.float().to(device))
-    errors = {k: rel(got[k], truth[k]) for k in truth}
-    assert set(got) == set(truth) and max(errors.values()) < 2e-5, errors
+    assert_matches_float64(reference, fused, x, dy, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)

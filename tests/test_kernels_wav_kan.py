@@ -8,15 +8,11 @@ compiled kernels on a CUDA device and skips without one."""
 
 import pytest
 import torch
-from kernel_devices import DEVICES, gpu, outputs_and_grads
+from kernel_devices import DEVICES, assert_bit_identical_reruns, assert_matches_float64, gpu
 
 from kanbench.harness.correctness import check_against_reference
 from kanbench.harness.results import Config
 from kanbench.registry import create_layer
-
-
-def rel(u, v):
-    return float((u.double().cpu() - v.double().cpu()).norm() / v.double().norm().clamp_min(1e-30))
 
 
 def trained_like(d_in, d_out, seed, impl="reference"):
@@ -38,10 +34,7 @@ def test_forward_and_every_gradient_match_the_float64_reference(device, rows, d_
     g = torch.Generator().manual_seed(d_in)
     x = (torch.randn(rows, d_in, generator=g, dtype=torch.float64) * 1.5).float().double()
     dy = torch.randn(rows, d_out, generator=g, dtype=torch.float64)
-    truth = outputs_and_grads(reference, x, dy)
-    got = outputs_and_grads(fused.to(device), x.float().to(device), dy.float().to(device))
-    errors = {k: rel(got[k], truth[k]) for k in truth}
-    assert set(got) == set(truth) and max(errors.values()) < 2e-5, errors
+    assert_matches_float64(reference, fused, x, dy, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -56,9 +49,7 @@ def test_the_block_passes_the_gate(device, dtype):
 def test_backward_is_deterministic(device):
     layer = trained_like(12, 20, 1, impl="triton").to(device)
     x, dy = torch.randn(70, 12, device=device), torch.randn(70, 20, device=device)
-    first, second = outputs_and_grads(layer, x, dy), outputs_and_grads(layer, x, dy)
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_bit_identical_reruns(layer, x, dy)
 
 
 @gpu
