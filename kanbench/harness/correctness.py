@@ -56,7 +56,7 @@ from kanbench.harness.workload import output_width, sample_input
 FLOOR = {"fp64": (1e-10, 1e-10), "fp32": (4e-6, 3e-5), "fp16": (1e-3, 6e-3), "bf16": (6e-3, 1.6e-2)}
 TAIL_SCALE = 3.0
 FORWARD_ONLY = "forward only (no gradient is timed at this configuration)"
-TRUTH_BYTES = 4 * 2**30  # the float64 truth's per-token state at most, for a variant that can be run in chunks
+TRUTH_BYTES = 4 * 2**30  # the most per-token state (token_state, in float64) the truth keeps at once before chunking
 
 
 @dataclass
