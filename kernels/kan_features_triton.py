@@ -1,7 +1,8 @@
 """The per-input features Φ_j(x) of the basis-expansion KANs and their slopes ∂Φ_j/∂x, as Triton functions that
 the fused KAN-layer matmuls (kernels/kan_linear_triton.py) evaluate on their tiles. One family per variant, chosen
 by the constexpr FAMILY; ORDER is the family's size (spline order K, Chebyshev degree D, Fourier frequencies F).
-Every family but ReLU-KAN's puts SiLU(x) at feature 0 (the base path) and its bases at features j ≥ 1.
+Every family but ReLU-KAN's puts SiLU(x) at feature 0 (the base path: AF-KAN's activation kernels serve it,
+kernels/af_kan/pointwise_triton.py) and its bases at features j ≥ 1.
 
 RELU (ReLU-KAN, kanbench/variants/relu_kan.py): for basis j with interval ends s_ij, e_ij,
 
@@ -113,18 +114,6 @@ def _chebyshev_slope(t, n, DEGREE: tl.constexpr):
         previous = current
         current = following
     return out
-
-
-@triton.jit
-def silu(x):
-    return x / (1.0 + tl.exp(-x))
-
-
-@triton.jit
-def silu_slope(x):
-    """SiLU'(x) = σ(x)·(1 + x·(1 − σ(x)))."""
-    sigma = 1.0 / (1.0 + tl.exp(-x))
-    return sigma * (1.0 + x * (1.0 - sigma))
 
 
 @triton.jit

@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kanbench.kernels.af_kan.pointwise_triton import ACTIVATIONS, act, act_grad
 from kanbench.kernels.kan_features_triton import (
     BSPLINE,
     CHEBY,
@@ -33,13 +34,12 @@ from kanbench.kernels.kan_features_triton import (
     basis,
     basis_slope,
     relu_bumps,
-    silu,
-    silu_slope,
 )
 from kanbench.kernels.launch import check_launchable, needs_ieee_dot
 from kanbench.kernels.triton_dot import dot
 
 BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
+SILU = tl.constexpr(ACTIVATIONS["silu"])  # the base path's activation (act, act_grad)
 
 
 @triton.jit
@@ -56,7 +56,7 @@ def _feature(x, j, s, e, r, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr):
     if FAMILY == 0:
         _, _, phi = relu_bumps(x, s, e, r)
     else:
-        phi = tl.where(j == 0, silu(x), basis(x, j, t0, h, FAMILY, ORDER))
+        phi = tl.where(j == 0, act(x, SILU), basis(x, j, t0, h, FAMILY, ORDER))
     return phi
 
 
@@ -153,7 +153,7 @@ def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, 
             tl.store(de_part_ptr + (pid_m * d_in + ins) * n_features + j, tl.sum(g * b, axis=0), mask=in_ok)
         else:
             if j == 0:
-                dx += g * silu_slope(x)
+                dx += g * act_grad(x, SILU)
             else:
                 dx += g * basis_slope(x, j, t0, h, FAMILY, ORDER)
     tl.store(dx_ptr + rows[:, None] * d_in + ins[None, :], dx.to(dx_ptr.dtype.element_ty), mask=both)
