@@ -17,6 +17,7 @@ from rich.console import Console
 
 from kanbench import registry
 from kanbench.executors import EXECUTORS, get_executor
+from kanbench.executors.pool import untimed_pool
 from kanbench.harness import accuracy, contention, tuning
 from kanbench.harness.base import harness_names
 from kanbench.harness.context import node_name
@@ -218,7 +219,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     env["executor"] = args.executor
     env["node"] = node_name()  # where the driver ran; with Ray, each row's node is in env["nodes"]
     write_env(out_dir / "env.json", env)
-    runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions), executor)
+    runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions), executor,
+                    untimed=untimed_pool(threads) if executor is None else None)
     for repair in runner.repairs:
         console.print(f"[yellow]{repair}[/]")
     try:

@@ -157,3 +157,21 @@ def test_accuracy_rows_per_seed_and_aggregates(tmp_path):
 def test_unknown_task_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "x"), "--tasks", "imagenet", "--no-progress"]) == 2
     assert "unknown task 'imagenet'; tasks: digits" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_training_optimizer_is_torchs_adamw_fused_where_torch_has_it():
+    g = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.randn(5, 3, generator=g)), nn.Parameter(torch.randn(3, generator=g))]
+    twins = [nn.Parameter(p.detach().clone()) for p in params]
+    fused = training.adamw(params, 1e-2, 1e-2)
+    plain = torch.optim.AdamW(twins, lr=1e-2, weight_decay=1e-2, foreach=False)
+    for _ in range(5):
+        for p, q in zip(params, twins, strict=True):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        fused.step()
+        plain.step()
+    for p, q in zip(params, twins, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):  # torch's fused AdamW on a CPU
+        assert fused.defaults["fused"] is True

@@ -15,6 +15,7 @@ from kanbench.data.splits import Split
 from kanbench.harness import accuracy, anchor, tuning
 from kanbench.harness.training import TrainResult
 from kanbench.preparation import MINMAX_UNIT, STANDARDIZE, Preparation
+from kanbench.report.protocol import protocol_table
 
 
 def split_with(train, val, test):
@@ -64,12 +65,17 @@ class StandIn:
         return TrainResult(test, val, best_step, 2.0, 1.0, 0.1, 0.001)
 
 
+# The stand-in records its calls in this process: one thread keeps the search runs here too (a run with more spreads
+# them over worker processes: tests/test_executor_pool.py).
+ONE_THREAD = ["--threads", "1"]
+
+
 def run_tuned(tmp_path, monkeypatch, variants, resume=False):
     stand_in = StandIn()
     monkeypatch.setattr(accuracy, "train", stand_in)
     out = tmp_path / "acc"
     args = ["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "accuracy", "--tasks", "digits",
-            "--variants", variants, "--seeds", "2"]
+            "--variants", variants, "--seeds", "2", *ONE_THREAD]
     assert main(args + (["--resume"] if resume else [])) == 0
     return stand_in, pd.read_csv(out / "results.csv", keep_default_na=False)
 
@@ -122,7 +128,7 @@ def test_uniform_protocol_is_one_shared_recipe(tmp_path, monkeypatch):
     monkeypatch.setattr(accuracy, "train", stand_in)
     out = tmp_path / "u"
     assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "accuracy", "--tasks",
-                 "digits", "--variants", "relu_kan", "--seeds", "1", "--protocol", "uniform"]) == 0
+                 "digits", "--variants", "relu_kan", "--seeds", "1", "--protocol", "uniform", *ONE_THREAD]) == 0
     assert [c["lr"] for c in stand_in.calls] == [accuracy.get_task("digits").lr]
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert json.loads(df.hparams.iloc[0]) == {"lr": 0.001, "prep": "standardize"}
@@ -155,7 +161,18 @@ def test_tasks_run_one_after_another_so_an_interrupted_sweep_holds_whole_tasks(t
     monkeypatch.setattr(accuracy, "train", stand_in)
     out = tmp_path / "two"
     assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "accuracy", "--tasks",
-                 "digits,kan-fit:product", "--variants", "mlp", "--seeds", "2"]) == 0
+                 "digits,kan-fit:product", "--variants", "mlp", "--seeds", "2", *ONE_THREAD]) == 0
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     order = list(dict.fromkeys(df[df.stat == "value"]["mode"]))
     assert order == ["search:digits", "digits", "search:kan-fit:product", "kan-fit:product"]
+
+
+def test_the_protocol_table_lists_the_search_in_candidate_order_whatever_order_the_rows_came_in(tmp_path,
+                                                                                                  monkeypatch):
+    _, df = run_tuned(tmp_path, monkeypatch, "relu_kan")
+    search = df[df["mode"] == "search:digits"]
+    shuffled = pd.concat([df[df["mode"] != "search:digits"], search.sample(frac=1, random_state=3)])
+    assert list(shuffled[shuffled["mode"] == "search:digits"].hparams) != list(search.hparams)
+    table = protocol_table(shuffled)
+    # the stand-in's validation: lr 1e-3, 3e-3, 1e-2 → 0.5, 0.9, 0.7, plus 0.05 for relu_kan's first preparation
+    assert table["search (val)"].iloc[0] == "0.55 / 0.95 / 0.75 / 0.5 / 0.9 / 0.7"

@@ -14,7 +14,10 @@ the chosen width is the row's ``d_hidden`` and the relative gap is in the messag
 Optimisation: AdamW (weight decay 1e-4), cosine decay to 10 % of the learning rate. Learning rate and input
 preparation follow the run's protocol (:mod:`kanbench.harness.tuning`): ``tuned`` searches them per variant on
 validation with the same budget for every variant; ``uniform`` gives all the task's shared ``Task.lr`` and
-standardized inputs (kan-fit: its raw [-1, 1] inputs), as an ablation.
+standardized inputs (kan-fit: its raw [-1, 1] inputs), as an ablation. A search run scores validation only and
+times nothing, always on one CPU thread (so its choice does not depend on where it ran): a multi-core run trains
+the search's candidates side by side, one per core (:mod:`kanbench.executors.pool`); the final runs, whose step
+times are reported, train one at a time on every thread.
 
 ``mnist1d-reference`` is a check of the harness, not of a variant: the mnist1d authors' MLP trained with their
 recipe (:mod:`kanbench.harness.anchor`) must land within a few points of their published test accuracy.
@@ -225,6 +228,10 @@ class Accuracy(Harness):
                 waiting = task_name
         return units
 
+    def times(self, unit: Unit) -> bool:
+        """Final runs report their training time; search runs time nothing (they may run side by side)."""
+        return not unit[2].startswith(tuning.SEARCH_PREFIX)
+
     def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
         config, _, mode = batch[0]
         task = get_task(mode.removeprefix(tuning.SEARCH_PREFIX))
@@ -253,11 +260,16 @@ class Accuracy(Harness):
         model = build_model(task, config.variant, config.d_hidden, vocab, tuning.layer_hparams(hp))
         params = sum(p.numel() for p in model.parameters())
         steps = task.steps_for(ctx.plan.accuracy_quick)
+        threads = torch.get_num_threads()
         try:
+            if search:
+                torch.set_num_threads(1)
             result = train(task, model, data, steps, config.seed, config.device, hp["lr"], score_test=not search)
         except NonFiniteLoss as err:
             return [ctx.row(config, self.name, mode, val_name if search else name, None, "", params=params,
                             status="error", message=str(err))]
+        finally:
+            torch.set_num_threads(threads)
         gap = ctx.plan.match_gaps.get((config.variant, task.name), 0.0)
         budget = (f"{steps} steps, match {ctx.plan.match} (gap {gap:+.1%}), protocol {ctx.plan.protocol}, "
                   f"lr {hp['lr']:g}" + (f", inputs {prep.name}" if prep else ""))
@@ -269,12 +281,12 @@ class Accuracy(Harness):
                   ("best_val_step", result.best_step, "step", f"of {steps}", "ok"),
                   ("train_loss_first", result.first_loss, "loss", "", "ok"),
                   ("train_loss_last", result.last_loss, "loss", "", "ok"),
-                  ("train_time", result.seconds, "s", timing_note.removeprefix("; "), timing_status),
-                  ("train_step_time", result.step_seconds * 1e3, "ms",
-                   "median over steps, evaluation excluded" + timing_note, timing_status),
                   ("flops_per_example" if task.form == "network" else "ffn_flops_per_token", cost.fwd_flops, "FLOP",
                    "analytic forward", "ok")]
         if not search:
+            values[4:4] = [("train_time", result.seconds, "s", timing_note.removeprefix("; "), timing_status),
+                           ("train_step_time", result.step_seconds * 1e3, "ms",
+                            "median over steps, evaluation excluded" + timing_note, timing_status)]
             values.insert(0, (name, result.test, unit, budget, "ok"))
             if result.test_stderr is not None:
                 values.insert(1, (f"{name.removeprefix('test_')}_stderr", result.test_stderr, unit,

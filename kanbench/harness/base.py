@@ -50,6 +50,12 @@ class Harness:
         """Units measured together; by default each alone."""
         return [[unit] for unit in units]
 
+    def times(self, unit: Unit) -> bool:
+        """Whether the unit's rows hold clock readings, so that it must have the machine to itself. A unit that
+        times nothing gives the same rows beside other work: the local runner spreads such units over the cores
+        (:mod:`kanbench.executors.pool`) before it measures the timed ones."""
+        return True
+
     def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
         raise NotImplementedError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,11 @@ class Config:
     @property
     def shape(self) -> str:
         return f"{self.tokens}x{self.d_model}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields alone: the registry lookups cached below hold constructors that need not pickle, and a worker
+        process resolves them again from its own registry."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     # -- resolved once: downstream code never looks a name up again ---------------------------------------------
     @property

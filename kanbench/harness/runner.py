@@ -2,8 +2,10 @@
 
 Each selected harness (:mod:`kanbench.harness.base`) lists its units of work; the ones already on file (``--resume``)
 are left out; the harness batches the rest, turns each batch into rows, and every unit's rows are written and
-flushed in one go, so an interrupted run loses at most the batch in hand. What the harnesses share (the modules,
-the correctness gate every measurement passes through, the samples file) is the :class:`RunContext`.
+flushed in one go, so an interrupted run loses at most the batch in hand. In each round the batches that time
+nothing go first to the pool the run was handed (spread over the cores), then the timed ones run here, alone.
+What the harnesses share (the modules, the correctness gate every measurement passes through, the samples file)
+is the :class:`RunContext`.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class Runner:
     """Runs a plan into ``out_dir``: results.csv, samples.csv (every timing sample)."""
 
     def __init__(self, plan: Plan, out_dir: Path, run_id: str, ceilings: dict[str, float], resume: bool,
-                 session: int = 0, executor: Any = None) -> None:
+                 session: int = 0, executor: Any = None, untimed: Any = None) -> None:
         """``executor``: None measures in this process; otherwise an object whose ``run_round(runner, harness,
         batches, advance)`` measures the batches elsewhere (kanbench.executors) and hands each one's rows and
-        samples to :meth:`record` as they arrive."""
+        samples to :meth:`record` as they arrive. ``untimed``: with no ``executor``, one (with ``close()``) that
+        takes each round's CPU batches that time nothing (:meth:`Harness.times`) first, across the cores
+        (kanbench.executors.pool); the timed ones then run here, alone."""
         results = out_dir / "results.csv"
         # a last line cut by a crash or a full disk goes before anything is appended (and is reported)
         self.repairs = [m for m in (repair_partial_tail(results), repair_partial_tail(out_dir / "samples.csv"),
@@ -55,6 +59,7 @@ class Runner:
         self.harnesses: list[Harness] = [get_harness(name) for name in harness_names() if name in plan.harnesses]
         self.executor = executor
         self._gate_keys = {unit_key(r) for r in recorded if r["harness"] == "correctness"}
+        self.untimed = untimed
 
     def pending(self, harness: Harness, attempted: set[tuple] | None = None) -> tuple[list[Unit], int]:
         """``harness``'s units not yet on file (nor ``attempted`` in this run), and how many were on file."""
@@ -76,8 +81,14 @@ class Runner:
                 while units:  # a round of units, then those that the round's rows made plannable
                     batches = harness.batches(units)
                     if self.executor is None:
+                        untimed = [b for b in batches if self._spreadable(harness, b)]
+                        if untimed:  # over every core at once, and done before anything is timed
+                            bar.update(task, description=f"{harness.name:8s} {len(untimed)} untimed units on "
+                                                         f"{self.plan.threads} cores")
+                            self.untimed.run_round(self, harness, untimed, lambda n: bar.advance(task, n))
                         for batch in batches:
-                            self._measure(harness, batch, bar, task)
+                            if not any(batch is b for b in untimed):
+                                self._measure(harness, batch, bar, task)
                     else:
                         self.executor.run_round(self, harness, batches, lambda n: bar.advance(task, n))
                     attempted |= {u[0].key(u[1], u[2]) for u in units}
@@ -87,6 +98,10 @@ class Runner:
                 harness.finish(self.ctx)
         self.close()
         return sum(on_file for _, on_file in first.values())
+
+    def _spreadable(self, harness: Harness, batch: list[Unit]) -> bool:
+        """A CPU batch that times nothing, in a run handed somewhere to spread such batches."""
+        return self.untimed is not None and all(not harness.times(u) and u[0].device == "cpu" for u in batch)
 
     def _measure(self, harness: Harness, batch: list[Unit], bar: Progress, task: TaskID) -> None:
         config, _, mode = batch[0]
@@ -114,5 +129,7 @@ class Runner:
         self.recorded.extend(fresh)
 
     def close(self) -> None:
+        if self.untimed is not None:
+            self.untimed.close()
         self.writer.close()
         self.ctx.close()

@@ -123,19 +123,28 @@ def select_better(task: Task, candidate: float, best: float | None) -> bool:
     return candidate > best if higher else candidate < best
 
 
+def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel (one call updates every parameter; on a CPU since torch 2.4), else its
+    per-tensor loop. The update rule is the same; the fused kernel spares the accuracy tasks' small networks most of
+    the per-parameter overhead (measured on a 2-core CPU: the optimizer was 20-40 % of a training step)."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):  # a torch without a fused AdamW for these parameters' device
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def train(task: Task, model: nn.Module, data: Data, steps: int, seed: int, device: str = "cpu",
           lr: float | None = None, score_test: bool = True) -> TrainResult:
     """AdamW at ``lr`` (default: the task's) with cosine decay; the validation score every ``eval_every`` steps
     picks the checkpoint whose test score is reported (not even computed when ``score_test`` is False: a search
     run). A NaN/Inf loss raises :class:`NonFiniteLoss`."""
     generator = torch.Generator().manual_seed(10_000 + seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=task.lr if lr is None else lr,
-                                  weight_decay=task.weight_decay)
+    model.to(device)
+    optimizer = adamw(list(model.parameters()), task.lr if lr is None else lr, task.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     criterion = loss_fn(task)
     val_x, val_y = (t.to(device) for t in data.eval_set(task, "val"))
-    model.to(device)
     best_val, best_step, best_state = None, 0, copy.deepcopy(model.state_dict())
     losses: list[float] = []
     step_times: list[float] = []

@@ -78,6 +78,17 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def hparams_key(hparams: dict[str, Any]) -> str:
+    """A row's hparams as the text its CSV column holds (key order fixed)."""
+    return json.dumps(_jsonable(hparams), sort_keys=True)
+
+
+def candidate_keys(task: Task, variant: str) -> list[str]:
+    """The tuned search's candidates for ``variant`` on ``task``, in candidate order, as their rows' hparams."""
+    base = dict(task.hparams_by_variant.get(variant, {}))
+    return [hparams_key(s.hparams(base)) for s in candidates(task, variant, "tuned")]
+
+
 def choose(task: Task, variant: str, hidden: int, recorded: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The hparams of the search candidate with the best validation score, once every candidate's search run is on
     file (None before). Candidates that failed (NaN loss) are passed over; if all failed, the first is kept, and its
@@ -88,9 +99,7 @@ def choose(task: Task, variant: str, hidden: int, recorded: list[dict[str, Any]]
         if (r["harness"] == "accuracy" and r["mode"] == SEARCH_PREFIX + task.name and r["variant"] == variant
                 and str(r["d_hidden"]) == str(hidden) and r["metric"] == metric):
             scores[r["hparams"]] = float(r["value"]) if r["status"] == "ok" else None
-    settings = candidates(task, variant, "tuned")
-    keys = [json.dumps(_jsonable(s.hparams(dict(task.hparams_by_variant.get(variant, {})))), sort_keys=True)
-            for s in settings]
+    keys = candidate_keys(task, variant)
     if any(k not in scores for k in keys):
         return None
     best_value, best_key = None, keys[0]

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from kanbench.harness.tuning import LEARNING_RATES, SEARCH_PREFIX, TRAINING_KEYS
+from kanbench.harness.tuning import LEARNING_RATES, SEARCH_PREFIX, TRAINING_KEYS, candidate_keys, hparams_key
 
 TEXT = ("Protocol `{protocol}`. Under `tuned`, every variant gets the same search on seed 0: learning rate in "
         "{lrs} × its declared input preparations (two each, the authors' own first; none on the transformer "
@@ -32,6 +32,19 @@ def protocol_text(env: dict) -> str:
                        lrs="{" + ", ".join(f"{lr:g}" for lr in LEARNING_RATES) + "}")
 
 
+def _in_candidate_order(search: pd.DataFrame, task: str, variant: str) -> pd.DataFrame:
+    """The search rows in the search's candidate order (a multi-core run records them as they finish); rows that
+    match no candidate of today's search (older protocols) keep their order, after the others."""
+    from kanbench.harness.accuracy import get_task
+
+    try:
+        order = {key: i for i, key in enumerate(candidate_keys(get_task(task), variant))}
+    except (KeyError, ValueError):  # a task or variant this kanbench no longer knows
+        return search
+    rank = [order.get(hparams_key(json.loads(h)), len(order)) for h in search.hparams]
+    return search.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank")
+
+
 def protocol_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, variant) with final runs: chosen setting, budget, convergence, spread, search scores."""
     acc = df[(df.harness == "accuracy") & (df.status != "skipped")]
@@ -40,8 +53,9 @@ def protocol_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (task, variant), group in finals.groupby(["mode", "variant"], sort=False):
         runs = acc[(acc["mode"] == task) & (acc.variant == variant)]
-        search = acc[(acc["mode"] == SEARCH_PREFIX + task) & (acc.variant == variant)
-                     & acc.metric.str.startswith("best_val_") & (acc.metric != "best_val_step")]
+        search = _in_candidate_order(acc[(acc["mode"] == SEARCH_PREFIX + task) & (acc.variant == variant)
+                                         & acc.metric.str.startswith("best_val_") & (acc.metric != "best_val_step")],
+                                     task, variant)
         std = runs[(runs.metric == group.metric.iloc[0]) & (runs.stat == "std")]
         converged = runs[(runs.metric == "converged") & (runs.stat == "mean")]
         steps = group.message.str.extract(r"(\d+) steps", expand=False).iloc[0]

@@ -1,0 +1,122 @@
+"""Units that time nothing, spread over the machine's cores while nothing is being timed.
+
+A unit whose rows hold no clock reading (:meth:`kanbench.harness.base.Harness.times` is False: the tuned accuracy
+protocol's search runs, which score validation only) gives the same rows wherever and beside whatever it runs. A
+local run hands its runner this pool (:func:`untimed_pool`), and the runner gives it those units first: one worker
+process per thread the run may use, each on one torch thread; the runner waits for all of them, then measures
+everything timed in its own process, alone, as before. So a timed unit never shares the machine (a second job on
+2 cores distorts CPU timings up to 20×), and the search, 108 of the default run's 168 training runs, runs on
+every core at once instead of one run after another.
+
+Workers are forked (Linux; elsewhere the runner keeps every unit in-process): a forked worker inherits every
+variant and harness registered so far, those a script or a test registered at run time included. A worker that
+dies (killed for memory, say) takes the units then running with it: each gets an ``error`` row, and a fresh pool
+takes the units still to run.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import torch
+
+from kanbench.harness.base import Harness, Unit
+
+
+def can_fork() -> bool:
+    """Whether this platform forks workers safely (Linux; a freshly started interpreter instead would not know the
+    variants registered at run time)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _worker_init() -> None:
+    """One torch thread before any op (as torch's DataLoader workers do: no OpenMP pool crosses the fork); the
+    process's own stdout/stderr rather than the parent's progress-bar proxies, whose locks another thread of the
+    parent may have held when it forked; and Ctrl-C ends the worker quietly (the parent reports the interrupt)."""
+    torch.set_num_threads(1)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
+def measure_untimed(plan: Any, harness: Harness, batch: list[Unit], run_id: str, session: int) -> list[dict]:
+    """The batch's rows, measured in this worker with the harness's own code (no samples: it times nothing)."""
+    from kanbench.harness.context import MemoryWriter, RunContext
+
+    writer = MemoryWriter()
+    ctx = RunContext(plan, None, run_id, {}, session, writer, [], samples=io.StringIO())
+    for rows in harness.rows(ctx, batch):
+        writer.write(rows)
+    ctx.release()
+    return writer.rows
+
+
+def untimed_pool(threads: int) -> UntimedPool | None:
+    """The pool a local run of ``threads`` threads hands its runner: None where there is one thread, or no fork."""
+    return UntimedPool(threads) if threads > 1 and can_fork() else None
+
+
+class UntimedPool:
+    """``workers`` single-threaded processes (started with the first round, kept for the run)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _submit(self, *call: Any) -> tuple[Future, ProcessPoolExecutor]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"),
+                                             initializer=_worker_init)
+        with warnings.catch_warnings():  # Python 3.12+ warns of forking a threaded process: see _worker_init
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self._pool.submit(*call), self._pool
+
+    def run_round(self, runner: Any, harness: Harness, batches: list[list[Unit]],
+                  advance: Callable[[int], None]) -> None:
+        """Measure ``batches`` in the workers, at most one per worker in flight (so that a worker's death costs
+        only the batches then running); each batch's rows are recorded as soon as it returns."""
+        todo = list(reversed(batches))
+        pending: dict[Future, tuple[list[Unit], ProcessPoolExecutor]] = {}
+        try:
+            while todo or pending:
+                while todo and len(pending) < self.workers:
+                    batch = todo.pop()
+                    future, pool = self._submit(measure_untimed, runner.plan, harness, batch, runner.ctx.run_id,
+                                                runner.ctx.session)
+                    pending[future] = (batch, pool)
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch, pool = pending.pop(future)
+                    try:
+                        rows = future.result()
+                    except Exception as err:  # noqa: BLE001 - the unit's row says what failed; the run goes on
+                        rows = self.failed_rows(runner, harness, batch, err)
+                        if isinstance(err, BrokenProcessPool) and pool is self._pool:
+                            self.close()  # a worker died, and every batch then running with it: a fresh pool
+                    runner.record(rows)
+                    advance(len(batch))
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
+    @staticmethod
+    def failed_rows(runner: Any, harness: Harness, batch: list[Unit], err: BaseException) -> list[dict]:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        what = ("a worker process died while this unit ran" if isinstance(err, BrokenProcessPool) else
+                "failed in its worker process")
+        return [runner.ctx.row(config, harness.name, mode, harness.name, None, "", status="error",
+                               message=f"{what}: {type(err).__name__}: {first_line}")
+                for config, _, mode in batch]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

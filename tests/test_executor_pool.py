@@ -1,0 +1,152 @@
+"""The local runner's pool for units that time nothing (kanbench.executors.pool): those units run in forked
+single-threaded workers, all of them before any timed unit, which runs in the runner's process alone; a run on one
+thread keeps everything in-process; a worker's death costs only the units then running; a variant registered at run
+time is known to the workers. And the accuracy harness's part: search runs untimed and single-threaded wherever
+they run, final runs timed on the run's threads."""
+
+import os
+import pickle
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from kanbench import registry
+from kanbench.cli import main
+from kanbench.costs import Cost
+from kanbench.executors import pool
+from kanbench.harness import accuracy, base
+from kanbench.harness.plan import make_plan
+from kanbench.harness.presets import get_preset
+from kanbench.harness.results import Config
+from kanbench.harness.runner import Runner
+
+pytestmark = pytest.mark.skipif(not pool.can_fork(), reason="the pool forks its workers: Linux only")
+
+
+class Mixed(base.Harness):
+    """Two units per configuration, one timed and one not; each row says where, when and on how many threads it
+    ran, and which variants the process knew."""
+
+    name = "test_mixed"
+    die_on = ""  # the variant whose untimed unit kills its worker
+
+    def units(self, plan):
+        return [(config, self.name, mode) for config, _ in plan.items for mode in ("untimed", "timed")]
+
+    def times(self, unit):
+        return unit[2] == "timed"
+
+    def rows(self, ctx, batch):
+        config, _, mode = batch[0]
+        if mode == "untimed" and config.variant == self.die_on:
+            os._exit(1)  # the worker dies mid-unit, as if OOM-killed
+        started = time.time()
+        time.sleep(0.05)
+        known = "test_runtime_variant" in registry.list_variants()
+        message = f"{os.getpid()} {torch.get_num_threads()} {started} {time.time()} {known}"
+        return [[ctx.row(config, self.name, mode, "where", 1.0, "", message=message)]]
+
+
+@pytest.fixture
+def mixed():
+    harness = Mixed()
+    base._HARNESSES[Mixed.name] = harness
+    yield harness
+    base._HARNESSES.pop(Mixed.name)
+
+
+VARIANTS = ["mlp", "glu", "relu_kan", "bspline_kan", "grkan"]
+
+
+def run_mixed(tmp_path, threads):
+    plan = make_plan(get_preset("default"), VARIANTS, ["reference"], "cpu", ["fp32"], [32], [32], None,
+                     [Mixed.name], threads=threads, decode_tokens=[])
+    Runner(plan, tmp_path, "test", {}, resume=False, untimed=pool.untimed_pool(threads)).run(progress=False)
+    df = pd.read_csv(tmp_path / "results.csv", keep_default_na=False)
+    parts = df.message.where(df.status == "ok", "nan nan nan nan False").str.split(" ", n=4, expand=True)
+    return df.assign(pid=parts[0].astype(float), threads=parts[1].astype(float), start=parts[2].astype(float),
+                     end=parts[3].astype(float), knew=parts[4] == "True")
+
+
+def test_untimed_units_run_in_single_threaded_workers_before_anything_is_timed(tmp_path, mixed):
+    registry.register("test_runtime_variant", description="test", paper="test", block_cost=lambda d, h: Cost(0, 0, 0),
+                      defaults={}, validate=lambda d, h: None)(torch.nn.Identity)
+    threads = torch.get_num_threads()
+    try:
+        df = run_mixed(tmp_path, threads=2)
+    finally:
+        registry.unregister("test_runtime_variant")
+    untimed, timed = df[df["mode"] == "untimed"], df[df["mode"] == "timed"]
+    assert len(untimed) == len(timed) == len(VARIANTS) and set(df.status) == {"ok"}
+    assert (untimed.pid != os.getpid()).all() and set(untimed.threads) == {1.0}
+    assert untimed.pid.nunique() == 2  # both workers took units
+    assert (timed.pid == os.getpid()).all()
+    assert untimed.end.max() <= timed.start.min()  # nothing timed ran while a worker was busy
+    assert untimed.knew.all()  # a forked worker knows what was registered at run time
+    assert torch.get_num_threads() == threads
+
+
+def test_a_run_on_one_thread_measures_everything_in_its_own_process(tmp_path, mixed):
+    df = run_mixed(tmp_path, threads=1)
+    assert (df.pid == os.getpid()).all() and len(df) == 2 * len(VARIANTS)
+
+
+def test_a_dead_worker_costs_only_the_units_then_running(tmp_path, mixed):
+    mixed.die_on = "relu_kan"
+    df = run_mixed(tmp_path, threads=2)
+    untimed = df[df["mode"] == "untimed"]
+    assert len(untimed) == len(VARIANTS) and not untimed.duplicated(["variant"]).any()
+    dead = untimed[untimed.variant == "relu_kan"].iloc[0]
+    assert dead.status == "error" and "a worker process died while this unit ran" in dead.message
+    lost = untimed[untimed.status == "error"]
+    assert len(lost) <= 2  # the dying unit and at most the one beside it; a fresh pool took the rest
+    assert (untimed[untimed.variant.isin(["mlp", "grkan"])].status == "ok").all()
+    assert (df[df["mode"] == "timed"].status == "ok").all()
+
+
+def test_search_runs_are_untimed_and_single_threaded_and_final_runs_use_every_thread(tmp_path, monkeypatch):
+    """In-process (no fork) so that the spy sees every call; the workers get the same rule from the harness."""
+    seen = []
+    real_train = accuracy.train
+
+    def spy(task, model, data, steps, seed, device, lr, score_test=True):
+        seen.append((score_test, torch.get_num_threads()))
+        return real_train(task, model, data, 20, seed, device, lr, score_test)
+
+    monkeypatch.setattr(accuracy, "train", spy)
+    monkeypatch.setattr(pool, "can_fork", lambda: False)
+    out = tmp_path / "acc"
+    assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "accuracy", "--tasks",
+                 "digits", "--variants", "mlp", "--seeds", "1", "--threads", "2"]) == 0
+    assert sorted(seen) == [(False, 1)] * 6 + [(True, 2)]
+    assert torch.get_num_threads() == 2
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    search = set(df[df["mode"] == "search:digits"].metric)
+    final = set(df[df["mode"] == "digits"].metric)
+    assert {"train_time", "train_step_time"} <= final and not {"train_time", "train_step_time"} & search
+    harness = base.get_harness("accuracy")
+    assert [harness.times(u) for u in [(None, "accuracy", "search:digits"), (None, "accuracy", "digits")]] == \
+        [False, True]
+
+
+def test_a_configuration_a_harness_has_used_still_reaches_the_workers():
+    """Configurations cache their registry lookups (constructors, some of them local functions); what a worker
+    receives is the fields, resolved again there."""
+    for variant in registry.list_variants():
+        config = Config(variant, "reference", "block", "cpu", "fp32", 8, 16, 32, {}, 0)
+        _ = config.spec, config.impl_spec, config.full_hparams
+        again = pickle.loads(pickle.dumps(config))
+        assert again == config and again.full_hparams == config.full_hparams
+
+
+def test_the_search_runs_in_the_workers_after_other_harnesses_used_the_plan(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "flops,accuracy", "--tasks",
+                 "digits", "--variants", "mlp", "--tokens", "8", "--d-model", "16", "--seeds", "1",
+                 "--threads", "2"]) == 0
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    search = df[(df["mode"] == "search:digits") & (df.metric == "best_val_accuracy")]
+    assert len(search) == 6 and set(search.status) == {"ok"}, set(df.message)
+    assert (df[(df["mode"] == "digits") & (df.metric == "test_accuracy")].status == "ok").all()
