@@ -150,3 +150,12 @@ def test_the_search_runs_in_the_workers_after_other_harnesses_used_the_plan(tmp_
     search = df[(df["mode"] == "search:digits") & (df.metric == "best_val_accuracy")]
     assert len(search) == 6 and set(search.status) == {"ok"}, set(df.message)
     assert (df[(df["mode"] == "digits") & (df.metric == "test_accuracy")].status == "ok").all()
+
+
+def test_where_no_worker_can_be_forked_the_units_run_in_the_runners_process(tmp_path, mixed, monkeypatch):
+    def cannot_fork(self, *call):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(pool.UntimedPool, "_submit", cannot_fork)
+    df = run_mixed(tmp_path, threads=2)
+    assert len(df) == 2 * len(VARIANTS) and set(df.status) == {"ok"} and (df.pid == os.getpid()).all()

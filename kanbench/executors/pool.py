@@ -11,7 +11,7 @@ every core at once instead of one run after another.
 Workers are forked (Linux; elsewhere the runner keeps every unit in-process): a forked worker inherits every
 variant and harness registered so far, those a script or a test registered at run time included. A worker that
 dies (killed for memory, say) takes the units then running with it: each gets an ``error`` row, and a fresh pool
-takes the units still to run.
+takes the units still to run. Where no worker can be forked at all, the units run in the runner's process.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class UntimedPool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self.fork_error: OSError | None = None  # set once forking failed: later units run in the caller's process
 
     def _submit(self, *call: Any) -> tuple[Future, ProcessPoolExecutor]:
         if self._pool is None:
@@ -87,11 +88,22 @@ class UntimedPool:
         pending: dict[Future, tuple[list[Unit], ProcessPoolExecutor]] = {}
         try:
             while todo or pending:
-                while todo and len(pending) < self.workers:
+                while todo and len(pending) < self.workers and self.fork_error is None:
                     batch = todo.pop()
-                    future, pool = self._submit(measure_untimed, runner.plan, harness, batch, runner.ctx.run_id,
-                                                runner.ctx.session)
+                    try:
+                        future, pool = self._submit(measure_untimed, runner.plan, harness, batch,
+                                                    runner.ctx.run_id, runner.ctx.session)
+                    except OSError as err:  # no worker could be forked (memory, a process limit)
+                        self.fork_error = err
+                        todo.append(batch)
+                        break
                     pending[future] = (batch, pool)
+                if not pending:  # no worker: the rest here, one after another
+                    for batch in reversed(todo):
+                        runner.record(measure_untimed(runner.plan, harness, batch, runner.ctx.run_id,
+                                                      runner.ctx.session))
+                        advance(len(batch))
+                    return
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     batch, pool = pending.pop(future)
