@@ -11,13 +11,14 @@ Fair matching (``--match params|flops|none``): each variant's hidden width is ch
 forward FLOPs per example / token) are as close as possible to the MLP baseline's at the task's reference width;
 the chosen width is the row's ``d_hidden`` and the relative gap is in the message.
 
-Optimisation: AdamW (weight decay 1e-4), cosine decay to 10 % of the learning rate. Learning rate and input
-preparation follow the run's protocol (:mod:`kanbench.harness.tuning`): ``tuned`` searches them per variant on
-validation with the same budget for every variant; ``uniform`` gives all the task's shared ``Task.lr`` and
-standardized inputs (kan-fit: its raw [-1, 1] inputs), as an ablation. A search run scores validation only and
-times nothing, always on one CPU thread (so its choice does not depend on where it ran): a multi-core run trains
-the search's candidates side by side, one per core (:mod:`kanbench.executors.pool`); the final runs, whose step
-times are reported, train one at a time on every thread.
+Optimisation: AdamW (weight decay 1e-4; torch's fused kernel where it has one), cosine decay to 10 % of the
+learning rate. Learning rate and input preparation follow the run's protocol (:mod:`kanbench.harness.tuning`):
+``tuned`` searches them per variant on validation with the same budget for every variant; ``uniform`` gives all
+the task's shared ``Task.lr`` and standardized inputs (kan-fit: its raw [-1, 1] inputs), as an ablation. A search
+run scores validation only and times nothing, always on one CPU thread (so its choice does not depend on where it
+ran): a multi-core run trains the search's candidates side by side, one per thread it may use
+(:mod:`kanbench.executors.pool`); the final runs, whose step times are reported, train one at a time on every
+thread.
 
 ``mnist1d-reference`` is a check of the harness, not of a variant: the mnist1d authors' MLP trained with their
 recipe (:mod:`kanbench.harness.anchor`) must land within a few points of their published test accuracy.
