@@ -59,6 +59,10 @@ def test_resources_give_a_cpu_unit_its_threads_and_a_cuda_unit_a_whole_gpu():
     assert ray_tasks.resources(plan, [cpu_unit]) == {"num_cpus": 2}
     cuda = Config("mlp", "reference", "block", "cuda", "fp32", 32, 32, 128, {}, 0)
     assert ray_tasks.resources(plan, [(cuda, "flops", "fwd_bwd")]) == {"num_gpus": 1, "num_cpus": 1}
+    accuracy = base.get_harness("accuracy")  # its search runs time nothing and train on one thread
+    search, final = (plan.items[0][0], "accuracy", "search:digits"), (plan.items[0][0], "accuracy", "digits")
+    assert ray_tasks.resources(plan, [search], accuracy) == {"num_cpus": 1}
+    assert ray_tasks.resources(plan, [final], accuracy) == {"num_cpus": 2}
 
 
 def run_plan(tmp_path, harness_name, threads=2):

@@ -1,7 +1,8 @@
 """``kanbench run --executor ray``: every batch of units (the same units ``--resume`` keys) a Ray task.
 
 Resources, and why no unit is timed beside another on its cores: a CPU batch asks for ``num_cpus`` = the run's
-torch thread count, a CUDA batch for ``num_gpus=1`` (and one CPU to drive it). Ray never runs tasks whose requests
+torch thread count (one, if it times nothing: accuracy's search runs), a CUDA batch for ``num_gpus=1`` (and one
+CPU to drive it). Ray never runs tasks whose requests
 add up to more than a node has, so on a node whose logical CPUs are its physical cores (the local Ray this
 executor starts, or ``ray start --num-cpus=<cores>``) the concurrently running units' threads never outnumber the
 cores, and a GPU is never shared. What does share a machine anyway (another user's job) is what the latency
@@ -59,10 +60,14 @@ def physical_cores() -> int:
     return len(cores) or os.cpu_count() or 1
 
 
-def resources(plan: Any, batch: list[Unit]) -> dict[str, float]:
-    """What a batch asks Ray for: a whole GPU for CUDA work, the run's thread count in CPUs otherwise."""
+def resources(plan: Any, batch: list[Unit], harness: Harness | None = None) -> dict[str, float]:
+    """What a batch asks Ray for: a whole GPU for CUDA work; one CPU for a batch that times nothing (``harness``
+    says so: accuracy's search runs, which train on one thread), so that such batches share a node's cores with
+    each other but never with a timed one; the run's thread count in CPUs otherwise."""
     if batch[0][0].device.startswith("cuda"):
         return {"num_gpus": 1, "num_cpus": 1}
+    if harness is not None and not any(harness.times(unit) for unit in batch):
+        return {"num_cpus": 1}
     return {"num_cpus": plan.threads}
 
 
@@ -98,11 +103,11 @@ class RayExecutor:
         if self.queue is None:
             self.queue = Queue()
         queue = self.queue
-        self.check_feasible([resources(runner.plan, batch) for batch in batches])
+        self.check_feasible([resources(runner.plan, batch, harness) for batch in batches])
         gates = [r for r in runner.recorded if r["harness"] == "correctness"]
         pending: dict[Any, tuple[int, list[Unit]]] = {}
         for index, batch in enumerate(batches, start=self.submitted):
-            options = {**resources(runner.plan, batch), "max_retries": RETRIES, "retry_exceptions": False}
+            options = {**resources(runner.plan, batch, harness), "max_retries": RETRIES, "retry_exceptions": False}
             ref = self.task.options(**options).remote(queue, index, runner.plan, harness, batch, runner.ctx.run_id,
                                                       runner.ctx.session, gates)
             pending[ref] = (index, batch)
