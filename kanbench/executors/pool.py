@@ -16,7 +16,6 @@ takes the units still to run. Where no worker can be forked at all, the units ru
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import signal
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from kanbench.executors.worker import rows_in_memory
 from kanbench.harness.base import Harness, Unit
 
 
@@ -48,15 +48,8 @@ def _worker_init() -> None:
 
 
 def measure_untimed(plan: Any, harness: Harness, batch: list[Unit], run_id: str, session: int) -> list[dict]:
-    """The batch's rows, measured in this worker with the harness's own code (no samples: it times nothing)."""
-    from kanbench.harness.context import MemoryWriter, RunContext
-
-    writer = MemoryWriter()
-    ctx = RunContext(plan, None, run_id, {}, session, writer, [], samples=io.StringIO())
-    for rows in harness.rows(ctx, batch):
-        writer.write(rows)
-    ctx.release()
-    return writer.rows
+    """The batch's rows, measured in this process (it times nothing: no ceilings, no samples)."""
+    return rows_in_memory(plan, harness, batch, run_id, session, {}, [])[0]
 
 
 def untimed_pool(threads: int) -> UntimedPool | None:

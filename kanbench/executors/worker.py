@@ -35,10 +35,18 @@ def measure_batch(plan: Any, harness: Harness, batch: list[Unit], run_id: str, s
     torch.set_num_threads(plan.threads)
     device = batch[0][0].device
     env = node_environment(device, sorted({u[0].dtype for u in batch}))
+    rows, samples = rows_in_memory(plan, harness, batch, run_id, session, env["ceilings"], gates)
+    return {"rows": rows, "samples": samples, "node": node_name(), "env": env, "started": started,
+            "ended": time.time()}
+
+
+def rows_in_memory(plan: Any, harness: Harness, batch: list[Unit], run_id: str, session: int,
+                   ceilings: dict[str, float], gates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The batch's rows and timing samples (CSV text), measured in this process by the harness's own code in a
+    context that keeps them in memory, for the driver to write."""
     writer, samples = MemoryWriter(), io.StringIO()
-    ctx = RunContext(plan, None, run_id, env["ceilings"], session, writer, gates, samples=samples)
+    ctx = RunContext(plan, None, run_id, ceilings, session, writer, gates, samples=samples)
     for rows in harness.rows(ctx, batch):
         writer.write(rows)
     ctx.release()
-    return {"rows": writer.rows, "samples": samples.getvalue(), "node": node_name(), "env": env,
-            "started": started, "ended": time.time()}
+    return writer.rows, samples.getvalue()

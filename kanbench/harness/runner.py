@@ -87,7 +87,7 @@ class Runner:
                                                          f"{self.plan.threads} cores")
                             self.untimed.run_round(self, harness, untimed, lambda n: bar.advance(task, n))
                         for batch in batches:
-                            if not any(batch is b for b in untimed):
+                            if not self._spreadable(harness, batch):
                                 self._measure(harness, batch, bar, task)
                     else:
                         self.executor.run_round(self, harness, batches, lambda n: bar.advance(task, n))
