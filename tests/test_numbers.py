@@ -186,12 +186,30 @@ def test_peak_is_at_least_the_activations_saved_for_backward_on_a_gpu():
     assert peak >= saved
 
 
-def test_decode_weight_copies_exceed_the_last_level_cache():
+@pytest.mark.parametrize("cache_mib", [32, 480])  # an AMD EPYC CCX's L3; a Xeon 6's whole-socket L3
+def test_decode_weight_copies_exceed_twice_the_last_level_cache(monkeypatch, cache_mib):
+    monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: cache_mib * 2**20)
     module = MLPBlock(128, 512)
     copies, note = workload.decode_copies(module, "cpu", minimum=2)
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    assert copies * weights >= 2 * workload.last_level_cache_bytes("cpu")
-    assert "last-level cache" in note and "capped" not in note
+    assert copies * weights >= 2 * cache_mib * 2**20 > (copies - 1) * weights
+    assert f"against a {cache_mib} MiB last-level cache" in note and "capped" not in note
+
+
+def test_decode_weight_copies_that_cannot_exceed_the_cache_say_so(monkeypatch):
+    monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: 2**40)
+    module = MLPBlock(128, 512)
+    copies, note = workload.decode_copies(module, "cpu", minimum=2)
+    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    assert copies * weights <= workload.COPIES_BYTES_LIMIT and copies <= workload.MAX_COPIES
+    assert "capped, the copies do not exceed twice the cache" in note
+
+
+def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_not():
+    module = MLPBlock(128, 512)
+    copies, note = workload.decode_copies(module, "cpu", minimum=2)
+    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    assert (copies * weights >= 2 * workload.last_level_cache_bytes("cpu")) == ("capped" not in note)
 
 
 # -- the run folder --------------------------------------------------------------------------------------------
