@@ -3,9 +3,11 @@ get no `ok` row in any harness; a busy machine is flagged; memory counts an impl
 baseline; sparse impls have a floor on what they must read; resume repairs a cut file and never duplicates a key;
 compare judges with an interval from the samples. No test here depends on how fast this machine is."""
 
+import gc
 import json
 import subprocess
 import sys
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ from kanbench.harness.results import MEASURED, Config, unit_key
 from kanbench.report.compare import compare_runs
 from kanbench.variants.mlp import MLPBlock
 
+MACHINE_CACHE = workload.last_level_cache_bytes  # taken at import, before conftest's fixture replaces it per test
 SMALL = ["--no-progress", "--no-report", "--tokens", "8", "--d-model", "16", "--d-hidden", "32"]
 
 
@@ -202,14 +205,58 @@ def test_decode_weight_copies_that_cannot_exceed_the_cache_say_so(monkeypatch):
     copies, note = workload.decode_copies(module, "cpu", minimum=2)
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     assert copies * weights <= workload.COPIES_BYTES_LIMIT and copies <= workload.MAX_COPIES
-    assert "capped, the copies do not exceed twice the cache" in note
+    assert "capped (at most 4096 copies and 4.00 GiB), the copies do not exceed twice the cache" in note
+    copies, note = workload.decode_copies(module, "cpu", minimum=2, limit_bytes=2**30)
+    assert copies * weights <= 2**30 and "capped (at most 4096 copies and 1.00 GiB)" in note
 
 
-def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_not():
+def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_not(monkeypatch):
+    monkeypatch.setattr(workload, "last_level_cache_bytes", MACHINE_CACHE)
     module = MLPBlock(128, 512)
     copies, note = workload.decode_copies(module, "cpu", minimum=2)
     weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     assert (copies * weights >= 2 * workload.last_level_cache_bytes("cpu")) == ("capped" not in note)
+
+
+def test_fitting_chunks_cut_in_order_within_the_budget():
+    assert workload.fitting_chunks({0: 3, 1: 3, 2: 3, 3: 10, 4: 1}, 6) == [[0, 1], [2], [3], [4]]
+    assert workload.fitting_chunks({5: 1, 7: 2}, 100) == [[5, 7]]
+
+
+def test_a_decode_group_whose_copies_do_not_fit_is_timed_in_chunks_that_do(tmp_path, monkeypatch):
+    """Four decode configurations, each rotating over ~1 MiB of copies, under a budget of 2.5 MiB: timed two and
+    two, never more than the budget's worth of copies alive, and each row says with how many it was timed."""
+    from kanbench.harness import latency
+
+    budget = int(2.5 * 2**20)
+    monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: 2**19)  # 2 × 0.5 MiB per configuration
+    monkeypatch.setattr(latency, "copies_budget_bytes", lambda device: budget)
+    live, groups, time_interleaved = {}, [], timing.time_interleaved
+
+    def counted(config, mode, module, copies=1):
+        work = workload.workload(config, mode, module, copies)
+        if mode == "decode":
+            live[id(work)] = sum(workload.weight_bytes(m) for m in work.modules)
+            weakref.finalize(work, live.pop, id(work))
+        return work
+
+    def interleaved(fns, *args, **kwargs):
+        gc.collect()
+        groups.append((len(fns), sum(live.values())))
+        return time_interleaved(fns, *args, **kwargs)
+
+    monkeypatch.setattr(latency, "workload", counted)
+    monkeypatch.setattr(latency.timing, "time_interleaved", interleaved)
+    code, df, _ = run(tmp_path, "--variants", "mlp,glu,grkan,spark_ffn", "--harness", "latency", "--impl", "reference",
+                      "--tokens", "8", "--decode-tokens", "1")
+    assert code == 0
+    decode = [(n, alive) for n, alive in groups if alive > 0]
+    assert [n for n, _ in decode] == [2, 2] and all(alive <= budget for _, alive in decode)
+    rows = df[(df["mode"] == "decode") & (df.metric == "latency") & (df.stat == "median")]
+    assert len(rows) == 4 and set(rows.status) == {"ok"}
+    assert rows.message.str.contains("timed interleaved with 1 of the other 3 configurations of its group").all()
+    others = df[(df["mode"] != "decode") & (df.metric == "latency")]
+    assert not others.message.str.contains("timed interleaved with").any()
 
 
 # -- the run folder --------------------------------------------------------------------------------------------

@@ -17,7 +17,15 @@ from kanbench.harness.base import Harness, Rows, Unit, register_harness
 from kanbench.harness.context import RunContext, describe, status_of
 from kanbench.harness.floors import floor_rows
 from kanbench.harness.results import Config
-from kanbench.harness.workload import Workload, decode_copies, output_width, workload
+from kanbench.harness.workload import (
+    Workload,
+    copies_budget_bytes,
+    decode_copies,
+    fitting_chunks,
+    output_width,
+    weight_bytes,
+    workload,
+)
 
 
 def comparison_group(unit: Unit) -> tuple:
@@ -37,9 +45,13 @@ class Latency(Harness):
         return list(groups.values())
 
     def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
-        """Rows per unit of a comparison group: the units that may be timed are timed in interleaved rounds."""
+        """Rows per unit of a comparison group: the units that may be timed are timed in interleaved rounds. Where
+        the decode units' weight copies would not all fit in memory at once, the group is timed in consecutive
+        chunks that do, each interleaved, and their rows say with how many of the group they were timed."""
         rows: dict[int, Rows] = {}
-        works: dict[int, tuple[Workload, str]] = {}
+        prepared: dict[int, tuple[torch.nn.Module, int, str]] = {}
+        decodes = any(mode == "decode" for _, _, mode in batch)
+        budget = copies_budget_bytes(batch[0][0].device) if decodes else 0
         for i, (config, _, mode) in enumerate(batch):
             refused = ctx.refusal(config, self.name, mode, timed=True)
             if refused:
@@ -47,11 +59,33 @@ class Latency(Harness):
                 continue
             try:
                 module = ctx.module(config)
-                copies, note = (decode_copies(module, config.device, ctx.plan.preset.weight_copies)
+                copies, note = (decode_copies(module, config.device, ctx.plan.preset.weight_copies, budget)
                                 if mode == "decode" else (1, ""))
-                works[i] = (workload(config, mode, module, copies), note)
+                prepared[i] = (module, copies, note)
             except Exception as err:  # noqa: BLE001 - the row says what failed; the group goes on
                 rows[i] = ctx.failure(config, self.name, mode, err)
+        sizes = {i: weight_bytes(module) * copies if copies > 1 else 0 for i, (module, copies, _) in prepared.items()}
+        chunks = fitting_chunks(sizes, budget) if decodes else [list(prepared)]
+        for chunk in chunks:
+            together = "" if len(chunks) == 1 else (
+                f"timed interleaved with {len(chunk) - 1} of the other {len(prepared) - 1} configurations of its "
+                f"group (all their weight copies would not fit in half the free memory, {budget / 2**30:.1f} GiB)")
+            rows.update(self.time_chunk(ctx, batch, {i: prepared[i] for i in chunk}, together))
+        return [rows[i] for i in range(len(batch))]
+
+    def time_chunk(self, ctx: RunContext, batch: list[Unit], prepared: dict[int, tuple[torch.nn.Module, int, str]],
+                   together: str) -> dict[int, Rows]:
+        """Build the chunk's workloads (its weight copies), time them interleaved, and let the copies go."""
+        rows: dict[int, Rows] = {}
+        works: dict[int, tuple[Workload, str]] = {}
+        for i, (module, copies, note) in prepared.items():
+            config, _, mode = batch[i]
+            try:
+                works[i] = (workload(config, mode, module, copies), "; ".join(filter(None, [note, together])))
+            except Exception as err:  # noqa: BLE001 - the row says what failed; the group goes on
+                rows[i] = ctx.failure(config, self.name, mode, err)
+        if not works:
+            return rows
         timings = timing.time_interleaved({i: work.fn for i, (work, _) in works.items()}, batch[0][0].device,
                                           ctx.plan.threads, ctx.plan.min_run_time, ctx.plan.samples)
         for i, result in timings.items():
@@ -62,7 +96,7 @@ class Latency(Harness):
                 rows[i] = self.config_rows(ctx, config, mode, result, *works[i])
             except Exception as err:  # noqa: BLE001
                 rows[i] = ctx.failure(config, self.name, mode, err)
-        return [rows[i] for i in range(len(batch))]
+        return rows
 
     def config_rows(self, ctx: RunContext, config: Config, mode: str, measured: timing.Timing, work: Workload,
                     copies_note: str) -> Rows:

@@ -48,18 +48,55 @@ def last_level_cache_bytes(device: str) -> int:
     return max(sizes, default=32 * 2**20)
 
 
-def decode_copies(module: nn.Module, device: str, minimum: int) -> tuple[int, str]:
+def copies_budget_bytes(device: str) -> int:
+    """What the weight copies of one timed group may hold at once: half the memory the device has free now
+    (MemAvailable on a CPU, cudaMemGetInfo's free bytes on a GPU); COPIES_BYTES_LIMIT where that cannot be read.
+    A group of 20 configurations, each rotating over twice a 480 MiB L3, would otherwise hold 19 GiB."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0] // 2
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 2**10 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    return COPIES_BYTES_LIMIT
+
+
+def weight_bytes(module: nn.Module) -> int:
+    return max(1, sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+
+
+def decode_copies(module: nn.Module, device: str, minimum: int,
+                  limit_bytes: int = COPIES_BYTES_LIMIT) -> tuple[int, str]:
     """How many weight copies to rotate over so that together they exceed twice the last-level cache (and the
-    preset's ``minimum``): a decode call then finds its weights out of cache, as a model's next layer would."""
-    weight_bytes = max(1, sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+    preset's ``minimum``): a decode call then finds its weights out of cache, as a model's next layer would. At
+    most MAX_COPIES and ``limit_bytes``; where those stop it short of twice the cache, the note says so."""
+    size = weight_bytes(module)
     cache = last_level_cache_bytes(device)
-    wanted = max(minimum, math.ceil(2 * cache / weight_bytes))
-    copies = max(1, min(wanted, MAX_COPIES, COPIES_BYTES_LIMIT // weight_bytes))
-    note = (f"weights rotated over {copies} copies ({copies * weight_bytes / 2**20:.1f} MiB against a "
+    wanted = max(minimum, math.ceil(2 * cache / size))
+    limit_bytes = min(limit_bytes, COPIES_BYTES_LIMIT)
+    copies = max(1, min(wanted, MAX_COPIES, limit_bytes // size))
+    note = (f"weights rotated over {copies} copies ({copies * size / 2**20:.1f} MiB against a "
             f"{cache / 2**20:.0f} MiB last-level cache)")
-    if copies * weight_bytes < 2 * cache:
-        note += ": capped, the copies do not exceed twice the cache"
+    if copies * size < 2 * cache:
+        note += (f": capped (at most {MAX_COPIES} copies and {limit_bytes / 2**30:.2f} GiB), the copies do not "
+                 "exceed twice the cache")
     return copies, note
+
+
+def fitting_chunks(sizes: dict[int, int], budget: int) -> list[list[int]]:
+    """The keys of ``sizes`` in order, cut into consecutive chunks whose sizes sum to at most ``budget`` (a key
+    larger than the budget alone is a chunk of its own)."""
+    chunks: list[list[int]] = []
+    total = 0
+    for key, size in sizes.items():
+        if not chunks or total + size > budget:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(key)
+        total += size
+    return chunks
 
 
 @dataclass
