@@ -210,6 +210,10 @@ def test_decode_weight_copies_that_cannot_exceed_the_cache_say_so(monkeypatch):
     assert copies * weights <= 2**30 and "capped (at most 4096 copies and 1.00 GiB)" in note
 
 
+def test_a_module_without_weights_is_not_copied_for_decode():
+    assert workload.decode_copies(torch.nn.GELU(), "cpu", minimum=2) == (1, "no weights to rotate")
+
+
 def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_not(monkeypatch):
     monkeypatch.setattr(workload, "last_level_cache_bytes", MACHINE_CACHE)
     module = MLPBlock(128, 512)

@@ -64,7 +64,7 @@ def copies_budget_bytes(device: str) -> int:
 
 
 def weight_bytes(module: nn.Module) -> int:
-    return max(1, sum(t.numel() * t.element_size() for t in module.state_dict().values()))
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
 def decode_copies(module: nn.Module, device: str, minimum: int,
@@ -73,6 +73,8 @@ def decode_copies(module: nn.Module, device: str, minimum: int,
     preset's ``minimum``): a decode call then finds its weights out of cache, as a model's next layer would. At
     most MAX_COPIES and ``limit_bytes``; where those stop it short of twice the cache, the note says so."""
     size = weight_bytes(module)
+    if size == 0:  # nothing a cache could keep between calls
+        return 1, "no weights to rotate"
     cache = last_level_cache_bytes(device)
     wanted = max(minimum, math.ceil(2 * cache / size))
     limit_bytes = min(limit_bytes, COPIES_BYTES_LIMIT)
