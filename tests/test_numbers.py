@@ -194,7 +194,7 @@ def test_decode_weight_copies_exceed_twice_the_last_level_cache(monkeypatch, cac
     monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: cache_mib * 2**20)
     module = MLPBlock(128, 512)
     copies, note = workload.decode_copies(module, "cpu", minimum=2)
-    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    weights = workload.weight_bytes(module)
     assert copies * weights >= 2 * cache_mib * 2**20 > (copies - 1) * weights
     assert f"against a {cache_mib} MiB last-level cache" in note and "capped" not in note
 
@@ -203,7 +203,7 @@ def test_decode_weight_copies_that_cannot_exceed_the_cache_say_so(monkeypatch):
     monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: 2**40)
     module = MLPBlock(128, 512)
     copies, note = workload.decode_copies(module, "cpu", minimum=2)
-    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    weights = workload.weight_bytes(module)
     assert copies * weights <= workload.COPIES_BYTES_LIMIT and copies <= workload.MAX_COPIES
     assert "capped (at most 4096 copies and 4.00 GiB), the copies do not exceed twice the cache" in note
     copies, note = workload.decode_copies(module, "cpu", minimum=2, limit_bytes=2**30)
@@ -218,7 +218,7 @@ def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_no
     monkeypatch.setattr(workload, "last_level_cache_bytes", MACHINE_CACHE)
     module = MLPBlock(128, 512)
     copies, note = workload.decode_copies(module, "cpu", minimum=2)
-    weights = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    weights = workload.weight_bytes(module)
     assert (copies * weights >= 2 * workload.last_level_cache_bytes("cpu")) == ("capped" not in note)
 
 
