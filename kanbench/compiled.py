@@ -15,6 +15,12 @@ the module, read by the latency harness as the ``compile_time`` metric. That is 
 the graph; ``cache_note`` says how many of inductor's on-disk FX-graph cache lookups hit, since a warm cache
 shortens it. Two configurations that differ only in hyperparameters share the first one's figure (their graphs are
 guarded apart, but the log is per class and shape).
+
+Start-up. A process's first compile on a device type also pays torch.compile's one-time costs (on a CPU, inductor
+probing the C++ compiler and the vector ISAs; on CUDA, Triton building its driver helpers): ~10 s of the first
+15 s on a 2-core Xeon, which would otherwise be charged to whichever variant happens to compile first. So before
+the first timed compile a one-op function is compiled (:func:`startup_seconds`); its wall time is reported in
+every ``cache_note`` instead of in any variant's figure.
 """
 
 from __future__ import annotations
@@ -77,6 +83,30 @@ def _sync(x: torch.Tensor) -> None:
         torch.cuda.synchronize(x.device)
 
 
+def _one_op(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(x) * 2 + 1
+
+
+_startup: dict[str, float] = {}  # device type -> seconds of the one-op compile that paid the start-up
+
+
+def startup_seconds(device: torch.device) -> float:
+    """Wall time of torch.compile's one-time start-up in this process on ``device``'s type, paid on the first call
+    by compiling and running a one-op function (on random numbers) and remembered after that."""
+    if device.type not in _startup:
+        x = torch.randn(64, device=device)
+        start = time.perf_counter()
+        _compile_one_op(x)
+        _startup[device.type] = time.perf_counter() - start
+    return _startup[device.type]
+
+
+def _compile_one_op(x: torch.Tensor) -> None:
+    _sync(x)
+    torch.compile(_one_op, dynamic=False)(x)
+    _sync(x)
+
+
 @dataclass
 class FirstCall:
     """The call that compiled one graph: its wall time (with gradients, the first backward's added), the FX-graph
@@ -135,6 +165,7 @@ class CompiledForward:
         self.keys_used.add(key)
         if (base, key) in _first_calls:
             return compiled(self, x, *args, **kwargs)
+        startup = startup_seconds(x.device)  # before the clock starts: no variant is charged for it
         hits, misses = _cache_counts()
         _sync(x)
         start = time.perf_counter()
@@ -142,7 +173,9 @@ class CompiledForward:
         _sync(x)
         seconds = time.perf_counter() - start
         new_hits, new_misses = _cache_counts()
-        first = FirstCall(seconds, f"FX-graph cache: {new_hits - hits} hit(s), {new_misses - misses} miss(es)")
+        first = FirstCall(seconds, f"FX-graph cache: {new_hits - hits} hit(s), {new_misses - misses} miss(es); "
+                                   f"torch.compile's one-time start-up in this process not included ({startup:.2g} s, "
+                                   "paid first by a one-op graph)")
         _first_calls[(base, key)] = first
         if key[2] and isinstance(out, torch.Tensor) and out.requires_grad:
             _time_first_backward(first, out)
