@@ -268,3 +268,24 @@ def test_graphing_the_training_step_leaves_the_runners_module_untouched(monkeypa
     assert graphed and graphed[0] is not module
     assert "forward" not in vars(module)  # the runner's module keeps its own forward
     assert torch.allclose(module(x), x @ module.weight.T + module.bias)
+
+
+def test_no_progress_bar_thread_runs_while_anything_is_timed(tmp_path, monkeypatch):
+    """The progress bar redraws only between units: an auto-refresh thread of our own, waking while the timing
+    threads hold every core, would make them wait and flag clean slots as contended."""
+    import threading
+
+    from kanbench.harness import timing
+
+    seen: list[list[str]] = []
+    time_cpu = timing.time_cpu
+
+    def watched(*args, **kwargs):
+        seen.append([type(t).__name__ for t in threading.enumerate()])
+        return time_cpu(*args, **kwargs)
+
+    monkeypatch.setattr(timing, "time_cpu", watched)
+    assert main(["run", "--variants", "mlp", "--impl", "reference", "--harness", "latency", "--tokens", "8",
+                 "--d-model", "16", "--d-hidden", "32", "--out", str(tmp_path / "r"), "--no-report"]) == 0
+    assert seen, "nothing was timed"
+    assert not any("_RefreshThread" in names for names in seen)

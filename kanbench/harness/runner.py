@@ -73,7 +73,10 @@ class Runner:
         first = {harness.name: self.pending(harness) for harness in self.harnesses}
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
-        with Progress(*columns, disable=not progress, transient=False) as bar:
+        # No auto-refresh thread: its wake-ups (10 a second) queue our own timing threads on a 2-core machine
+        # (measured there: 7-10 of 150 40 ms slots of a 2-thread matmul passed the contention limit with it, 2-5
+        # without), so the bar redraws only when it is updated, between units.
+        with Progress(*columns, disable=not progress, transient=False, auto_refresh=False) as bar:
             task = bar.add_task("kanbench run", total=sum(len(units) for units, _ in first.values()))
             for harness in self.harnesses:
                 attempted: set[tuple] = set()
@@ -84,16 +87,18 @@ class Runner:
                         untimed = [b for b in batches if self._spreadable(harness, b)]
                         if untimed:  # over every core at once, and done before anything is timed
                             bar.update(task, description=f"{harness.name:8s} {len(untimed)} untimed units on "
-                                                         f"{self.plan.threads} cores")
-                            self.untimed.run_round(self, harness, untimed, lambda n: bar.advance(task, n))
+                                                         f"{self.plan.threads} cores", refresh=True)
+                            self.untimed.run_round(self, harness, untimed,
+                                                   lambda n: bar.update(task, advance=n, refresh=True))
                         for batch in batches:
                             if not self._spreadable(harness, batch):
                                 self._measure(harness, batch, bar, task)
                     else:
-                        self.executor.run_round(self, harness, batches, lambda n: bar.advance(task, n))
+                        self.executor.run_round(self, harness, batches,
+                                                lambda n: bar.update(task, advance=n, refresh=True))
                     attempted |= {u[0].key(u[1], u[2]) for u in units}
                     units, _ = self.pending(harness, attempted)
-                    bar.update(task, total=bar.tasks[0].total + len(units))
+                    bar.update(task, total=bar.tasks[0].total + len(units), refresh=True)
             for harness in self.harnesses:
                 harness.finish(self.ctx)
         self.close()
@@ -107,11 +112,11 @@ class Runner:
         config, _, mode = batch[0]
         what = f"{len(batch)} configs" if len(batch) > 1 else f"{config.variant}/{config.impl}"
         bar.update(task, description=f"{harness.name:8s} {what} {config.dtype} {config.tokens}x{config.d_model} "
-                                     f"{mode}")
+                                     f"{mode}", refresh=True)
         for rows in harness.rows(self.ctx, batch):
             self.record(rows)
         self.ctx.release()
-        bar.advance(task, len(batch))
+        bar.update(task, advance=len(batch), refresh=True)
 
     def record(self, rows: list[dict[str, Any]], samples: str = "") -> None:
         """Write one unit's rows (and its timing samples, as CSV text) at once. A gate verdict already on file is
