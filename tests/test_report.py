@@ -114,7 +114,13 @@ def test_report_on_a_real_small_run(tmp_path, plots):
     assert main(["run", "--out", str(out), "--no-progress", "--variants", "mlp,spark_ffn", "--tokens", "8",
                  "--d-model", "16", "--d-hidden", "64", "--harness", "latency,flops,memory", "--no-report"]) == 0
     make_report(out, plots=plots)
-    assert "| spark_ffn |" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "| spark_ffn |" in text
+    compiles = text.split("## Compile time", 1)[1].split("\n## ", 1)[0]  # every compiled shape, and the start-up
+    assert "start-up in the process (" in compiles and "is not included" in compiles
+    for variant in ("mlp", "spark_ffn"):
+        for mode in ("fwd_no_grad", "fwd_bwd"):
+            assert f"| {variant} | compiled | fp32 | block | 8 | 16 | 0 | {mode} |" in compiles, (variant, mode)
     assert (out / "plots" / "latency_by_variant.png").exists() == plots
 
 

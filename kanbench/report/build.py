@@ -13,7 +13,7 @@ from kanbench.registry import REFERENCE, baseline_variant
 from kanbench.report import load_run, peers, protocol, summary, targets
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
 from kanbench.report.intervals import load_samples
-from kanbench.report.tables import CONFIG, accuracy_table, latency_table, metric_table
+from kanbench.report.tables import CONFIG, accuracy_table, compile_table, latency_table, metric_table
 
 LATENCY_TEXT = (
     "Median of every sample (L2 flushed before each call on CUDA), p20–p80 spread, CUDA-graph replay where "
@@ -58,6 +58,12 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
     if (df.harness == "latency").any():
         out += [Heading("Latency"), Text(LATENCY_TEXT.format(baseline=baseline_variant(), reference=REFERENCE)),
                 Table(latency_table(df, load_samples(run_dir)))]
+    if ((df.harness == "latency") & (df.metric == "compile_time")).any():
+        compiles, startup = compile_table(df)
+        out += [Heading("Compile time"),
+                Text(f"Wall time of the first call of each shape, dtype and grad mode in the process, compilation "
+                     f"included (with gradients, the first backward too); a warm FX-graph cache shortens it. "
+                     f"{startup}".strip()), Table(compiles)]
     if (df.harness == "memory").any():
         out += [Heading("Memory"), Table(metric_table(df, "memory", ["peak_over_baseline", "saved_for_backward",
                                                                    "param_bytes", "impl_buffer_bytes",

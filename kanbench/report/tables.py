@@ -1,13 +1,15 @@
 """The detailed tables of a report (:mod:`kanbench.report.build` puts them in report.md and report.html).
 
 Latency medians with their p20–p80 spread, speed-up over the baseline variant (the one registered with
-``baseline=True``: ``mlp``) in the same dtype, shape and mode and
-over the variant's own ``reference`` impl with a 95 % bootstrap interval from the samples, the ratio to the
-physical floor; memory; FLOPs. A configuration that failed shows its status instead of a number; one measured on
-a busy machine shows its number and the status ``noisy``.
+``baseline=True``: ``mlp``) in the same dtype, shape and mode and over the variant's own ``reference`` impl with a
+95 % bootstrap interval from the samples, the ratio to the physical floor; the compiled impls' compile times;
+memory; FLOPs. A configuration that failed shows its status instead of a number; one measured on a busy machine
+shows its number and the status ``noisy``.
 """
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -99,3 +101,19 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
         entry["status"] = "ok" if bad.empty else f"{bad.status.iloc[0]}: {bad.message.iloc[0][:70]}"
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def compile_table(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The ``compile_time`` rows (first call of each shape, compilation included) with the FX-graph cache's hits
+    and misses they saw, and a sentence on the process's one-time start-up they exclude (empty where the rows
+    predate that)."""
+    rows = df[(df.harness == "latency") & (df.metric == "compile_time")]
+    table = pd.DataFrame([{**{c: r[c] for c in [*CONFIG, "mode"]}, "compile s": _fmt(float(r["value"]), 3),
+                           "what": r["message"].split(",")[0],
+                           "FX-graph cache": (m.group(1) if (m := re.search(r"FX-graph cache: ([^;]*)", r["message"]))
+                                              else "")}
+                          for r in rows.sort_values([*CONFIG, "mode"]).to_dict("records")])
+    startups = sorted({m.group(1) for text in rows.message if (m := re.search(r"not included \(([^,]*)", text))})
+    note = (f"torch.compile's one-time start-up in the process ({', '.join(startups)}) is not included: a one-op "
+            "graph paid it before the first compile was timed." if startups else "")
+    return table, note
