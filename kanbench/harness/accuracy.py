@@ -45,6 +45,8 @@ from kanbench.harness.results import Config
 from kanbench.harness.training import LM_CONTEXT, NonFiniteLoss, load_data, train
 from kanbench.preparation import STANDARDIZE, Preparation
 
+RETAKES = 2  # more trainings of a final run whose clock the machine disturbed, as the latency harness re-measures
+
 
 @dataclass(frozen=True)
 class Task:
@@ -256,27 +258,36 @@ class Accuracy(Harness):
         hp = dict(config.hparams)
         prep = tuning.preparation_of(task, config.variant, hp)
         data = load_data(task, config.seed, prep)
-        torch.manual_seed(config.seed)
         vocab = len(data.corpus.vocab) if data.corpus is not None else 0
-        model = build_model(task, config.variant, config.d_hidden, vocab, tuning.layer_hparams(hp))
-        params = sum(p.numel() for p in model.parameters())
         steps = task.steps_for(ctx.plan.accuracy_quick)
         threads = torch.get_num_threads()
-        try:
-            if search:
-                torch.set_num_threads(1)
-            result = train(task, model, data, steps, config.seed, config.device, hp["lr"], score_test=not search)
-        except NonFiniteLoss as err:
-            return [ctx.row(config, self.name, mode, val_name if search else name, None, "", params=params,
-                            status="error", message=str(err))]
-        finally:
-            torch.set_num_threads(threads)
+        retakes = 0
+        while True:  # a final run the machine disturbed is trained again from the same seed (its time is a figure)
+            torch.manual_seed(config.seed)
+            model = build_model(task, config.variant, config.d_hidden, vocab, tuning.layer_hparams(hp))
+            params = sum(p.numel() for p in model.parameters())
+            try:
+                if search:
+                    torch.set_num_threads(1)
+                result = train(task, model, data, steps, config.seed, config.device, hp["lr"],
+                               score_test=not search)
+            except NonFiniteLoss as err:
+                return [ctx.row(config, self.name, mode, val_name if search else name, None, "", params=params,
+                                status="error", message=str(err))]
+            finally:
+                torch.set_num_threads(threads)
+            busy = not search and result.contention is not None and result.contention.contaminated
+            if not busy or retakes == RETAKES:
+                break
+            retakes += 1
         gap = ctx.plan.match_gaps.get((config.variant, task.name), 0.0)
         budget = (f"{steps} steps, match {ctx.plan.match} (gap {gap:+.1%}), protocol {ctx.plan.protocol}, "
                   f"lr {hp['lr']:g}" + (f", inputs {prep.name}" if prep else ""))
         cost = task_cost(task, config.variant, config.d_hidden)
-        timing_status, timing_note = ("noisy", f"; machine busy: {result.contention.describe()}") \
-            if result.contention is not None and result.contention.contaminated else ("ok", "")
+        timing_status, timing_note = (("noisy", f"; machine busy: {result.contention.describe()}") if busy
+                                      else ("ok", ""))
+        if retakes:
+            timing_note += f"; trained again {retakes} time(s) after a run the machine was busy in"
         values = [(val_name, result.best_val, unit, "model selection on validation" + ("" if search else "; " + budget),
                    "ok"),
                   ("best_val_step", result.best_step, "step", f"of {steps}", "ok"),
