@@ -189,8 +189,8 @@ def test_a_final_run_the_machine_disturbed_is_trained_again(tmp_path, monkeypatc
     def disturbed(*args, **kwargs):
         result = real_train(*args, **kwargs)
         calls.append(kwargs.get("score_test", True))
-        if kwargs.get("score_test", True) and len(calls) <= busy_runs:
-            result.contention = Contention(1.0, 0.5, 0.0, 0.0)  # our threads waited half the run
+        if kwargs.get("score_test", True):  # busy as planted (our threads waited half the run), else quiet
+            result.contention = Contention(1.0, 0.5 if len(calls) <= busy_runs else 0.0, 0.0, 0.0)
         return result
 
     monkeypatch.setattr(accuracy, "train", disturbed)

@@ -120,7 +120,9 @@ def test_search_runs_are_untimed_and_single_threaded_and_final_runs_use_every_th
     out = tmp_path / "acc"
     assert main(["run", "--out", str(out), "--no-progress", "--no-report", "--harness", "accuracy", "--tasks",
                  "digits", "--variants", "mlp", "--seeds", "1", "--threads", "2"]) == 0
-    assert sorted(seen) == [(False, 1)] * 6 + [(True, 2)]
+    finals = [call for call in seen if call[0]]  # a final run the machine disturbed is trained again
+    assert sorted(seen) == [(False, 1)] * 6 + finals and finals[:1] == [(True, 2)]
+    assert len(set(finals)) == 1 and len(finals) <= 1 + accuracy.RETAKES
     assert torch.get_num_threads() == 2
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     search = set(df[df["mode"] == "search:digits"].metric)
