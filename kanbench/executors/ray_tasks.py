@@ -66,7 +66,7 @@ def resources(plan: Any, batch: list[Unit], harness: Harness | None = None) -> d
     each other but never with a timed one; the run's thread count in CPUs otherwise."""
     if batch[0][0].device.startswith("cuda"):
         return {"num_gpus": 1, "num_cpus": 1}
-    if harness is not None and not any(harness.times(unit) for unit in batch):
+    if harness is not None and harness.times_nothing(batch):
         return {"num_cpus": 1}
     return {"num_cpus": plan.threads}
 

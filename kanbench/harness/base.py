@@ -56,6 +56,10 @@ class Harness:
         (:mod:`kanbench.executors.pool`) before it measures the timed ones."""
         return True
 
+    def times_nothing(self, batch: list[Unit]) -> bool:
+        """No unit of ``batch`` reads a clock (:meth:`times`): it may share the machine."""
+        return not any(self.times(unit) for unit in batch)
+
     def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
         raise NotImplementedError
 

@@ -50,6 +50,7 @@ class Latency(Harness):
         chunks that do, each interleaved, and their rows say with how many of the group they were timed."""
         rows: dict[int, Rows] = {}
         prepared: dict[int, tuple[torch.nn.Module, int, str]] = {}
+        sizes: dict[int, int] = {}  # bytes of each configuration's weight copies (0: not copied)
         decodes = any(mode == "decode" for _, _, mode in batch)
         budget = copies_budget_bytes(batch[0][0].device) if decodes else 0
         for i, (config, _, mode) in enumerate(batch):
@@ -59,12 +60,13 @@ class Latency(Harness):
                 continue
             try:
                 module = ctx.module(config)
-                copies, note = (decode_copies(module, config.device, ctx.plan.preset.weight_copies, budget)
+                size = weight_bytes(module) if mode == "decode" else 0
+                copies, note = (decode_copies(size, config.device, ctx.plan.preset.weight_copies, budget)
                                 if mode == "decode" else (1, ""))
                 prepared[i] = (module, copies, note)
+                sizes[i] = size * copies if copies > 1 else 0
             except Exception as err:  # noqa: BLE001 - the row says what failed; the group goes on
                 rows[i] = ctx.failure(config, self.name, mode, err)
-        sizes = {i: weight_bytes(module) * copies if copies > 1 else 0 for i, (module, copies, _) in prepared.items()}
         chunks = fitting_chunks(sizes, budget) if decodes else [list(prepared)]
         for chunk in chunks:
             together = "" if len(chunks) == 1 else (

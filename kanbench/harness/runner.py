@@ -106,7 +106,8 @@ class Runner:
 
     def _spreadable(self, harness: Harness, batch: list[Unit]) -> bool:
         """A CPU batch that times nothing, in a run handed somewhere to spread such batches."""
-        return self.untimed is not None and all(not harness.times(u) and u[0].device == "cpu" for u in batch)
+        return (self.untimed is not None and harness.times_nothing(batch)
+                and all(u[0].device == "cpu" for u in batch))
 
     def _measure(self, harness: Harness, batch: list[Unit], bar: Progress, task: TaskID) -> None:
         config, _, mode = batch[0]

@@ -67,12 +67,11 @@ def weight_bytes(module: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
-def decode_copies(module: nn.Module, device: str, minimum: int,
-                  limit_bytes: int = COPIES_BYTES_LIMIT) -> tuple[int, str]:
-    """How many weight copies to rotate over so that together they exceed twice the last-level cache (and the
-    preset's ``minimum``): a decode call then finds its weights out of cache, as a model's next layer would. At
-    most MAX_COPIES and ``limit_bytes``; where those stop it short of twice the cache, the note says so."""
-    size = weight_bytes(module)
+def decode_copies(size: int, device: str, minimum: int, limit_bytes: int = COPIES_BYTES_LIMIT) -> tuple[int, str]:
+    """How many copies of ``size`` bytes of weights (:func:`weight_bytes`) to rotate over so that together they
+    exceed twice the last-level cache (and the preset's ``minimum``): a decode call then finds its weights out of
+    cache, as a model's next layer would. At most MAX_COPIES and ``limit_bytes``; where those stop it short of twice
+    the cache, the note says so."""
     if size == 0:  # nothing a cache could keep between calls
         return 1, "no weights to rotate"
     cache = last_level_cache_bytes(device)
