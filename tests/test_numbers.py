@@ -226,6 +226,8 @@ def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_no
 def test_fitting_chunks_cut_in_order_within_the_budget():
     assert workload.fitting_chunks({0: 3, 1: 3, 2: 3, 3: 10, 4: 1}, 6) == [[0, 1], [2], [3], [4]]
     assert workload.fitting_chunks({5: 1, 7: 2}, 100) == [[5, 7]]
+    assert workload.fitting_chunks({0: 0, 1: 0, 2: 0}, 0) == [[0, 1, 2]]  # nothing copied: one group, as before
+    assert workload.fitting_chunks({}, 0) == []
 
 
 def test_a_decode_group_whose_copies_do_not_fit_is_timed_in_chunks_that_do(tmp_path, monkeypatch):

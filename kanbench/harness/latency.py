@@ -51,8 +51,7 @@ class Latency(Harness):
         rows: dict[int, Rows] = {}
         prepared: dict[int, tuple[torch.nn.Module, int, str]] = {}
         sizes: dict[int, int] = {}  # bytes of each configuration's weight copies (0: not copied)
-        decodes = any(mode == "decode" for _, _, mode in batch)
-        budget = copies_budget_bytes(batch[0][0].device) if decodes else 0
+        budget = copies_budget_bytes(batch[0][0].device) if any(mode == "decode" for _, _, mode in batch) else 0
         for i, (config, _, mode) in enumerate(batch):
             refused = ctx.refusal(config, self.name, mode, timed=True)
             if refused:
@@ -67,7 +66,7 @@ class Latency(Harness):
                 sizes[i] = size * copies if copies > 1 else 0
             except Exception as err:  # noqa: BLE001 - the row says what failed; the group goes on
                 rows[i] = ctx.failure(config, self.name, mode, err)
-        chunks = fitting_chunks(sizes, budget) if decodes else [list(prepared)]
+        chunks = fitting_chunks(sizes, budget)  # one chunk where nothing is copied (every size 0)
         for chunk in chunks:
             together = "" if len(chunks) == 1 else (
                 f"timed interleaved with {len(chunk) - 1} of the other {len(prepared) - 1} configurations of its "
