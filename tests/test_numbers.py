@@ -193,8 +193,8 @@ def test_peak_is_at_least_the_activations_saved_for_backward_on_a_gpu():
 def test_decode_weight_copies_exceed_twice_the_last_level_cache(monkeypatch, cache_mib):
     monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: cache_mib * 2**20)
     module = MLPBlock(128, 512)
-    copies, note = workload.decode_copies(workload.weight_bytes(module), "cpu", minimum=2)
     weights = workload.weight_bytes(module)
+    copies, note = workload.decode_copies(weights, "cpu", minimum=2)
     assert copies * weights >= 2 * cache_mib * 2**20 > (copies - 1) * weights
     assert f"against a {cache_mib} MiB last-level cache" in note and "capped" not in note
 
@@ -202,11 +202,11 @@ def test_decode_weight_copies_exceed_twice_the_last_level_cache(monkeypatch, cac
 def test_decode_weight_copies_that_cannot_exceed_the_cache_say_so(monkeypatch):
     monkeypatch.setattr(workload, "last_level_cache_bytes", lambda device: 2**40)
     module = MLPBlock(128, 512)
-    copies, note = workload.decode_copies(workload.weight_bytes(module), "cpu", minimum=2)
     weights = workload.weight_bytes(module)
+    copies, note = workload.decode_copies(weights, "cpu", minimum=2)
     assert copies * weights <= workload.COPIES_BYTES_LIMIT and copies <= workload.MAX_COPIES
     assert "capped (at most 4096 copies and 4.00 GiB), the copies do not exceed twice the cache" in note
-    copies, note = workload.decode_copies(workload.weight_bytes(module), "cpu", minimum=2, limit_bytes=2**30)
+    copies, note = workload.decode_copies(weights, "cpu", minimum=2, limit_bytes=2**30)
     assert copies * weights <= 2**30 and "capped (at most 4096 copies and 1.00 GiB)" in note
 
 
@@ -218,8 +218,8 @@ def test_a_module_without_weights_is_not_copied_for_decode():
 def test_decode_weight_copies_on_this_machine_exceed_its_cache_or_say_they_do_not(monkeypatch):
     monkeypatch.setattr(workload, "last_level_cache_bytes", MACHINE_CACHE)
     module = MLPBlock(128, 512)
-    copies, note = workload.decode_copies(workload.weight_bytes(module), "cpu", minimum=2)
     weights = workload.weight_bytes(module)
+    copies, note = workload.decode_copies(weights, "cpu", minimum=2)
     assert (copies * weights >= 2 * workload.last_level_cache_bytes("cpu")) == ("capped" not in note)
 
 
