@@ -135,6 +135,28 @@ def test_interleaved_rounds_rotate_over_every_configuration(monkeypatch):
     assert slots[:3] == ["a", "b", "c"] and slots[3:6] == ["b", "c", "a"] and slots[6:9] == ["c", "a", "b"]
 
 
+def test_the_garbage_collector_is_paused_inside_every_timed_slot_and_on_again_after_it(monkeypatch):
+    """A full collection once landed inside a default-run slot (0.4 s): every timed call must find the collector
+    off, and the warm-up and everything after the slots find it on as before."""
+    monkeypatch.setattr(timing, "SAMPLE_MIN_S", 0.0)
+    enabled_at_call = []
+    timing.time_interleaved({"f": lambda: enabled_at_call.append(gc.isenabled())}, "cpu", 1, 0.02, 10, rounds=2)
+    warm_up = enabled_at_call.index(False)  # cpu_calls_per_sample's calls come first, outside any slot
+    assert warm_up >= 3 and all(enabled_at_call[:warm_up])
+    assert len(enabled_at_call) - warm_up >= timing.MIN_SAMPLES and not any(enabled_at_call[warm_up:])
+    assert gc.isenabled()
+
+
+def test_decode_weight_copies_are_built_with_the_collector_paused(monkeypatch):
+    paused = []
+    deepcopy = workload.copy.deepcopy
+    monkeypatch.setattr(workload.copy, "deepcopy",
+                        lambda m, memo=None: paused.append(not gc.isenabled()) or deepcopy(m, memo))
+    config = Config("mlp", "reference", "block", "cpu", "fp32", 1, 16, 64)
+    work = workload.workload(config, "decode", config.build(), copies=4)
+    assert len(work.modules) == 4 and len(paused) >= 3 and all(paused) and gc.isenabled()
+
+
 def test_a_configuration_that_raises_leaves_the_rounds_and_the_others_finish():
     def boom():
         raise torch.OutOfMemoryError("CUDA out of memory (test)")

@@ -4,15 +4,19 @@
 The configurations compared with one another (same device, dtype, shape and mode) are timed in round-robin rounds
 (:func:`time_interleaved`, as asv interleaves its benchmarks), so that drift over the run (clocks, other load)
 touches every one of them alike; around each slot the machine's contention is read (:mod:`.contention`), and a
-contaminated slot is measured again.
+contaminated slot is measured again. Python's cyclic garbage collector is paused inside every timed slot, as
+``timeit`` pauses it: a full collection walks every live object (up to 0.9 s with the decode mode's weight copies
+alive, one of them measured inside a slot of the default preset), a cost of the process, not of the call timed.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +45,18 @@ class Timing:
                 "p80": float(np.percentile(s, 80)), "min": float(s.min()), "n": float(len(s))}
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off inside the block (and back on after it, if it was on)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def cpu_calls_per_sample(fn: Callable[[], object], warmup_s: float = WARMUP_S) -> int:
     """Warm up (at least 3 calls and ``warmup_s``), then how many calls one sample needs to last SAMPLE_MIN_S."""
     start, calls = time.perf_counter(), 0
@@ -58,12 +74,13 @@ def time_cpu(fn: Callable[[], object], threads: int, min_run_time: float, min_sa
     torch.set_num_threads(threads)
     calls = calls or cpu_calls_per_sample(fn)
     samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < min_samples or time.perf_counter() - start < min_run_time:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - t0) * 1e3 / calls)
+    with collector_paused():
+        start = time.perf_counter()
+        while len(samples) < min_samples or time.perf_counter() - start < min_run_time:
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples.append((time.perf_counter() - t0) * 1e3 / calls)
     per_sample = "1 call" if calls == 1 else f"mean of {calls} calls"
     return Timing(samples, f"perf_counter, {per_sample} per sample, {threads} threads")
 
@@ -91,13 +108,14 @@ def time_cuda(fn: Callable[[], object], samples: int, warmup_ms: float = 25.0, f
     samples = max(10, min(samples, int(budget_s / per_call)))
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(samples)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(samples)]
-    for start, end in zip(starts, ends, strict=True):
-        if cache is not None:
-            cache.zero_()
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
+    with collector_paused():  # a collection would stall the host between the events: the GPU idles, timed
+        for start, end in zip(starts, ends, strict=True):
+            if cache is not None:
+                cache.zero_()
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize()
     return Timing([s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)],
                   f"CUDA events, {samples} samples, L2 {'flushed' if flush else 'warm'}")
 

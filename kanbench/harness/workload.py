@@ -13,6 +13,7 @@ from torch import nn
 
 from kanbench import registry
 from kanbench.harness.results import Config
+from kanbench.harness.timing import collector_paused
 
 
 def sample_input(config: Config, seed_offset: int = 0, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -127,7 +128,11 @@ def workload(config: Config, mode: str, module: nn.Module, copies: int = 1) -> W
             return y
 
         return Workload(fn, [module], x)
-    modules = [module] + [copy.deepcopy(module) for _ in range(max(copies, 1) - 1)]
+    # the collector paused: the copies' objects would wake it again and again to walk every live object (the
+    # default preset's ten reference decode groups: copies built in 20 s with it on, 11 s paused, 2-core Xeon);
+    # copying leaves it no cycles to free
+    with collector_paused():
+        modules = [module] + [copy.deepcopy(module) for _ in range(max(copies, 1) - 1)]
     with torch.no_grad():  # every copy runs once before any timing: lazy work (cached layouts) is not timed
         for m in modules:
             m(x)
