@@ -1,5 +1,6 @@
 """Accuracy harness: offline loaders, disjoint splits, selection on validation, training, matching, NaN rows."""
 
+import gc
 import socket
 
 import pandas as pd
@@ -74,6 +75,16 @@ def test_model_selection_uses_validation_not_test(monkeypatch):
     result = training.train(task, model, data, steps=5, seed=0)
     assert result.best_step == 2 and result.best_val == 0.9
     assert result.test == pytest.approx(float(snapshots[1].sum()))
+
+
+def test_a_timed_training_run_has_the_garbage_collector_paused_and_restores_it():
+    task = TASKS["digits"]
+    model = nn.Sequential(nn.Linear(64, 10))
+    enabled_at_step = []
+    model.register_forward_pre_hook(lambda module, args: enabled_at_step.append(gc.isenabled()))
+    training.train(task, model, training.load_data(task, 0), steps=5, seed=0)
+    timed = enabled_at_step[:5]  # the five training forwards; the checkpoint's test score comes after the timing
+    assert timed == [False] * 5 and gc.isenabled()
 
 
 def test_training_lowers_the_loss_and_is_deterministic_under_a_seed():
