@@ -215,6 +215,10 @@ def test_memory_rows_on_cpu(tmp_path):
     rows = df.set_index(["mode", "metric"]).value
     assert int(rows[("fwd_bwd", "saved_for_backward")]) == 4 * 8 * (16 + 32 + 32)
     assert int(rows[("fwd_no_grad", "param_bytes")]) == 4 * (2 * 16 * 32 + 32 + 16)
+    # the peak during a call, on a CPU too: the hidden pre-activation and its GELU alive at once (the output comes
+    # after the first is freed); with the backward, at least what autograd saved
+    assert int(rows[("fwd_no_grad", "peak_over_baseline")]) == 4 * 8 * (32 + 32)
+    assert int(rows[("fwd_bwd", "peak_over_baseline")]) >= int(rows[("fwd_bwd", "saved_for_backward")])
 
 
 @pytest.mark.parametrize(("args", "message"), [

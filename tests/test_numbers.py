@@ -199,15 +199,39 @@ def test_the_peak_baseline_holds_no_gradients_left_by_an_earlier_call(monkeypatc
     assert all(g is None for g in seen["grads_at_baseline"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="peak allocation is measured on CUDA only; the baseline "
-                                                          "test above checks the same rule with a fake allocator")
-def test_peak_is_at_least_the_activations_saved_for_backward_on_a_gpu():
-    config = Config("mlp", "reference", "block", "cuda", "fp32", 4096, 256, 1024)
+def test_a_cpu_peak_is_the_most_alive_at_once_not_the_sum_of_allocations(capfd):
+    mib = 2**20
+
+    def two_alive() -> object:  # 4 MiB of ones, then 4 MiB more for the product: 8 MiB at the peak
+        return (torch.ones(mib) * 2).sum()
+
+    def one_at_a_time() -> None:  # ten 4 MiB tensors, each freed before the next: 4 MiB at the peak, 40 in all
+        for _ in range(10):
+            torch.ones(mib).add_(1)
+
+    older = [torch.randn(mib)]
+
+    def frees_an_older_block() -> object:  # freeing what was allocated before the call must not lower the count
+        older.clear()
+        return two_alive()
+
+    x = torch.randn(4)
+    assert 8 * mib <= memory.peak_over_baseline_bytes(two_alive, "cpu", [], x) < 8 * mib + 2**16
+    assert 4 * mib <= memory.peak_over_baseline_bytes(one_at_a_time, "cpu", [], x) < 4 * mib + 2**16
+    assert 8 * mib <= memory.peak_over_baseline_bytes(frees_an_older_block, "cpu", [], x) < 8 * mib + 2**16
+    assert "profil" not in capfd.readouterr().err  # kineto's and the allocator's lines kept off the run's console
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_peak_is_at_least_the_activations_saved_for_backward(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here; the cpu case runs the same check")
+    config = Config("mlp", "reference", "block", device, "fp32", 4096, 256, 1024)
     module = config.build()
     work = workload.workload(config, "fwd_bwd", module)
     work.fn()  # leaves gradients behind, as the latency harness does
     saved = memory.saved_for_backward_bytes(module, work.x)
-    peak = memory.peak_over_baseline_bytes(work.fn, "cuda", work.modules, work.x)
+    peak = memory.peak_over_baseline_bytes(work.fn, device, work.modules, work.x)
     assert peak >= saved
 
 
