@@ -213,4 +213,6 @@ def test_a_final_run_the_machine_disturbed_is_trained_again(tmp_path, monkeypatc
     timed = df[df.metric.isin(["train_time", "train_step_time"])]
     assert len(timed) == 2 and set(timed.status) == {status}
     assert timed.message.str.contains(f"trained again {retakes} time").all()
+    whole = timed[timed.metric == "train_time"].message.iloc[0]
+    assert whole.startswith("the whole loop: 400 steps, the validation every 100")  # what the figure covers
     assert set(df[df.metric == "test_accuracy"].status) == {"ok"}
