@@ -4,8 +4,9 @@ its memory and the correctness gate's verdict.
 
 "Fastest" is the lowest forward+backward median among the impls the gate accepted (the forward median where a run
 has no backward). A peer the gate rejected has no number (none was taken): its row shows the verdict and the error
-the gate measured, which is the finding. Memory is the peak over the baseline where the device reports one (CUDA),
-else the tensors saved for the backward.
+the gate measured, which is the finding. Memory is the peak over the baseline during a forward+backward (CUDA's
+allocator, or on a CPU torch.profiler's allocation events); a run that predates the CPU peak shows the tensors saved
+for the backward instead, and says so in the column's name.
 """
 
 from __future__ import annotations
