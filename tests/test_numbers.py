@@ -222,6 +222,15 @@ def test_a_cpu_peak_is_the_most_alive_at_once_not_the_sum_of_allocations(capfd):
     assert "profil" not in capfd.readouterr().err  # kineto's and the allocator's lines kept off the run's console
 
 
+def test_a_cpu_peak_is_measured_in_a_process_without_a_stderr(monkeypatch):
+    def no_descriptor(fd: int) -> int:
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(memory.os, "dup", no_descriptor)  # a daemon: descriptor 2 closed
+    peak = memory.peak_over_baseline_bytes(lambda: (torch.ones(2**20) * 2).sum(), "cpu", [], torch.randn(2))
+    assert 8 * 2**20 <= peak < 8 * 2**20 + 2**16
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_peak_is_at_least_the_activations_saved_for_backward(device):
     if device == "cuda" and not torch.cuda.is_available():

@@ -131,8 +131,13 @@ def _cpu_peak(fn: Callable[[], object]) -> int:
 
 @contextmanager
 def _stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 pointed at /dev/null inside the block: C++ logging bypasses Python's sys.stderr."""
-    saved = os.dup(2)
+    """File descriptor 2 pointed at /dev/null inside the block: C++ logging bypasses Python's sys.stderr. Where
+    the process has no descriptor 2 (a daemon), there is nothing to silence."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
