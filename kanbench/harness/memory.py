@@ -108,8 +108,8 @@ def _cpu_peak(fn: Callable[[], object]) -> int:
     profiler's ``[memory]`` events (Chrome-trace export: the public record of them). The profiler sees the calling
     thread's allocations, which hold an op's outputs, workspaces and autograd's buffers; scratch a kernel allocates
     inside its intra-op worker threads (rare) is not seen. Only the call's own allocations count: a block allocated
-    before the profiler started is freed without an event, so no collection of earlier garbage is needed first
-    (on this path it cost ~0.1-0.3 s a unit, with nothing to change)."""
+    before the profiler started is freed without an event, so earlier garbage needs no collection first (one cost
+    0.1-0.3 s a unit and changed nothing here)."""
     # stderr silenced: kineto logs two lines per session at any log level, and the allocator one warning per
     # thousand frees of blocks older than the session; the call ran before, so it has nothing new to say there
     with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
