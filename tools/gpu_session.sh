@@ -35,6 +35,9 @@ print("torch", torch.__version__, "triton", triton.__version__, torch.cuda.get_d
 # every kernel test on the GPU (without TRITON_INTERPRET the kernels are compiled; the gpu-marked tests run)
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_*.py tests/test_peers.py 2>&1 \
   | tail -40 > "$out/tests.log"
+# the CUDA cases of the peak-memory and timing checks (seconds)
+timeout 40 python3 -m pytest -q -p no:cacheprovider tests/test_numbers.py -k "peak or collector" 2>&1 \
+  | tail -5 >> "$out/tests.log"
 
 step() {  # step PRESET [flags...]: one set, bounded by what is left (30 s kept for the targets and the packing)
   local t
