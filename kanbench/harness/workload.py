@@ -129,8 +129,8 @@ def workload(config: Config, mode: str, module: nn.Module, copies: int = 1) -> W
 
         return Workload(fn, [module], x)
     # the collector paused: the copies' objects would wake it again and again to walk every live object (the
-    # default preset's ten reference decode groups: copies built in 20 s with it on, 11 s paused, 2-core Xeon);
-    # copying leaves it no cycles to free
+    # default preset's ten reference decode configurations: copies built in 20 s with it on, 11 s paused, on a
+    # 2-core Xeon); copying leaves it no cycles to free
     with collector_paused():
         modules = [module] + [copy.deepcopy(module) for _ in range(max(copies, 1) - 1)]
     with torch.no_grad():  # every copy runs once before any timing: lazy work (cached layouts) is not timed
