@@ -19,7 +19,7 @@ from kanbench import registry
 from kanbench.executors import EXECUTORS, get_executor
 from kanbench.executors.pool import untimed_pool
 from kanbench.harness import accuracy, contention, tuning
-from kanbench.harness.base import harness_names
+from kanbench.harness.base import get_harness, harness_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
@@ -143,17 +143,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     variants = resolve_variants(args.variants) if args.variants else registry.list_variants(list(preset.variants))
     harnesses = _split(args.harness) or list(preset.harness_names())
     for h in harnesses:
-        if h not in harness_names():
-            raise ValueError(f"unknown harness '{h}'; harnesses: {', '.join(harness_names())}.")
+        get_harness(h)  # raises with the known harness names and the nearest
     if args.match not in ("params", "flops", "none"):
         raise ValueError(f"--match must be params, flops or none, got '{args.match}'.")
     tasks = _split(args.tasks)
     for t in tasks or []:
-        accuracy.get_task(t)  # raises with the known task names
+        accuracy.get_task(t)  # raises with the known task names and the nearest
     dtypes = _split(args.dtype) or list(preset.dtypes)
     for d in dtypes:
         if d not in DTYPES:
-            raise ValueError(f"unknown dtype '{d}'; dtypes: {', '.join(DTYPES)}.")
+            raise registry.UnknownNameError(registry.unknown_name_message("dtype", d, DTYPES))
     impls = _split(args.impl)
     if impls:
         known_impls = {i for v in variants for i in registry.get_variant(v).impl_names()}

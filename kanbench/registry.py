@@ -31,11 +31,12 @@ class UnknownNameError(ValueError):
     """An unknown variant or impl name; the message lists the known names and the nearest match."""
 
 
-def unknown_name_message(kind: str, name: str, known: Iterable[str]) -> str:
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
+def unknown_name_message(kind: str, name: str, known: Iterable[str], plural: str | None = None) -> str:
+    """``unknown KIND 'NAME'. Did you mean 'NEAREST'? Known KINDs: ...`` (the known names in the order given)."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(known)}."
+    return f"unknown {kind} '{name}'.{hint} Known {plural or kind + 's'}: {', '.join(known)}."
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class VariantSpec:
     def impl(self, name: str) -> Impl:
         _load_kernels()
         if name not in self.impls:
-            raise UnknownNameError(unknown_name_message(f"impl of '{self.name}'", name, self.impls))
+            raise UnknownNameError(unknown_name_message("impl", name, sorted(self.impls),
+                                                        plural=f"impls of '{self.name}'"))
         return self.impls[name]
 
     def impl_names(self) -> list[str]:
@@ -240,7 +242,7 @@ def get_variant(name: str) -> VariantSpec:
     """The spec of ``name``; an unknown name lists the known ones and the nearest match."""
     _load_variants()
     if name not in _REGISTRY:
-        raise UnknownNameError(unknown_name_message("variant", name, _REGISTRY))
+        raise UnknownNameError(unknown_name_message("variant", name, sorted(_REGISTRY)))
     return _REGISTRY[name]
 
 

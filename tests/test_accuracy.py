@@ -167,7 +167,9 @@ def test_accuracy_rows_per_seed_and_aggregates(tmp_path):
 
 def test_unknown_task_is_a_clear_error(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "x"), "--tasks", "imagenet", "--no-progress"]) == 2
-    assert "unknown task 'imagenet'; tasks: digits" in " ".join(capsys.readouterr().out.split())
+    assert "unknown task 'imagenet'. Known tasks: digits" in " ".join(capsys.readouterr().out.split())
+    assert main(["run", "--out", str(tmp_path / "y"), "--tasks", "digts", "--no-progress"]) == 2
+    assert "Did you mean 'digits'?" in capsys.readouterr().out
 
 
 def test_the_training_optimizer_is_torchs_adamw_fused_where_torch_has_it():

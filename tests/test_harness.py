@@ -224,12 +224,15 @@ def test_memory_rows_on_cpu(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--variants", "grkn"], "Did you mean 'grkan'?"),
     (["--variants", "zzz*"], "matches nothing; known variants: af_kan"),
-    (["--dtype", "fp8"], "unknown dtype 'fp8'; dtypes: fp32, bf16, fp16, fp64"),
-    (["--preset", "huge"], "unknown preset 'huge'; presets: default, accuracy-full, ffn-768, peers, kat-b, spark-topk, "
-                           "decode-gemma2b"),
-    (["--harness", "speed"], "unknown harness 'speed'; harnesses: latency, flops, memory, accuracy"),
+    (["--dtype", "fp8"], "unknown dtype 'fp8'. Known dtypes: fp32, bf16, fp16, fp64"),
+    (["--dtype", "bf61"], "Did you mean 'bf16'?"),
+    (["--preset", "huge"], "unknown preset 'huge'. Known presets: default, accuracy-full, ffn-768, peers, kat-b, "
+                           "spark-topk, decode-gemma2b"),
+    (["--preset", "ffn768"], "Did you mean 'ffn-768'?"),
+    (["--harness", "speed"], "unknown harness 'speed'. Known harnesses: latency, flops, memory, accuracy"),
+    (["--harness", "latncy"], "Did you mean 'latency'?"),
     (["--tokens", "0"], "--tokens takes positive integers"),
-    (["--impl", "tritn"], "unknown impl 'tritn'"),
+    (["--impl", "tritn"], "unknown impl 'tritn'. Did you mean 'triton'?"),
     (["--variants", "grkan", "--d-model", "100"], "width 100 is not divisible by groups=8"),
 ])
 def test_bad_flags_fail_fast_with_a_message(tmp_path, capsys, args, message):

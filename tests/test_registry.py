@@ -59,8 +59,10 @@ def test_unknown_variant_lists_known_names_and_the_nearest():
 
 
 def test_unknown_impl_is_an_error_not_a_fallback():
-    with pytest.raises(UnknownNameError, match="impl of 'mlp'.*Known"):
-        create_block("mlp", 16, 64, impl="tritn")
+    with pytest.raises(UnknownNameError) as err:
+        create_block("mlp", 16, 64, impl="compild")
+    assert str(err.value).startswith("unknown impl 'compild'. Did you mean 'compiled'? Known impls of 'mlp': ")
+    assert "compiled, reference" in str(err.value)
 
 
 def test_unknown_hyperparameter_names_the_known_ones():

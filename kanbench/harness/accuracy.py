@@ -44,6 +44,7 @@ from kanbench.harness.models import CharLM, TinyViT, build_network, network_cost
 from kanbench.harness.results import Config
 from kanbench.harness.training import LM_CONTEXT, NonFiniteLoss, load_data, train
 from kanbench.preparation import STANDARDIZE, Preparation
+from kanbench.registry import UnknownNameError, unknown_name_message
 
 RETAKES = 2  # more trainings of a final run whose clock the machine disturbed, as the latency harness re-measures
 
@@ -116,7 +117,7 @@ QUICK_TASKS = ("digits", "kan-fit:exp_sin_sq")
 
 def get_task(name: str) -> Task:
     if name not in TASKS:
-        raise ValueError(f"unknown task '{name}'; tasks: {', '.join(TASKS)}.")
+        raise UnknownNameError(unknown_name_message("task", name, TASKS))
     return TASKS[name]
 
 

@@ -16,6 +16,7 @@ import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kanbench.harness.results import Config
+from kanbench.registry import UnknownNameError, unknown_name_message
 
 if TYPE_CHECKING:  # the context and the plan import harness modules' neighbours; only types are needed here
     from kanbench.harness.context import RunContext
@@ -123,5 +124,5 @@ def measurement_names() -> tuple[str, ...]:
 def get_harness(name: str) -> Harness:
     _load()
     if name not in _HARNESSES:
-        raise ValueError(f"unknown harness '{name}'; harnesses: {', '.join(_HARNESSES)}.")
+        raise UnknownNameError(unknown_name_message("harness", name, harness_names(), plural="harnesses"))
     return _HARNESSES[name]

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from kanbench.registry import UnknownNameError, unknown_name_message
+
 MODES = ("fwd_no_grad", "fwd_bwd", "decode")
 GRADIENT_MODES = ("fwd_bwd",)  # the modes that run a backward (the others time forwards under no_grad)
 
@@ -147,5 +149,5 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset '{name}'; presets: {', '.join(PRESETS)}.")
+        raise UnknownNameError(unknown_name_message("preset", name, PRESETS))
     return PRESETS[name]
