@@ -80,12 +80,19 @@ def test_a_kan_block_must_meet_its_memory_limit_too_and_noisy_or_cpu_rows_are_no
 
 
 def test_the_default_run_is_held_to_two_minutes_on_a_two_core_cpu_in_one_session():
-    env = {"preset": "default", "device": "cpu", "cpu_count": 2, "sessions": [{}], "wall_seconds": 109.1}
+    env = {"preset": "default", "device": "cpu", "cpu_count": 2, "sessions": [{}], "wall_seconds": 109.1,
+           "command": "kanbench run --variants all --out results/x --no-progress"}
     assert default_run_row(env)["verdict"] == "met"
     assert default_run_row({**env, "wall_seconds": 217.0})["verdict"] == "missed"
     assert default_run_row({**env, "sessions": [{}, {}]}) is None  # a resumed run's wall time is not one run's
     assert default_run_row({**env, "cpu_count": 16}) is None
     assert default_run_row({**env, "preset": "peers"}) is None
+    for command in ("kanbench run", "kanbench run --device=cpu --preset default --no-report"):
+        assert default_run_row({**env, "command": command}) is not None
+    for command in ("kanbench run --variants relu_kan", "kanbench run --variants=mlp", "kanbench run --threads 1",
+                    "kanbench run --harness latency", "kanbench run --tokens 16", "kanbench run --variants",
+                    "kanbench list", ""):
+        assert default_run_row({**env, "command": command}) is None, command  # it measured something else
 
 
 def test_the_targets_command_judges_several_runs_and_says_when_none_applies(tmp_path, capsys):
