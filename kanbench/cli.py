@@ -195,10 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_WIDTH = 200  # the console's width when the output is not a terminal
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # rich wraps at 80 columns off a terminal, which cuts the compare and targets tables' cells to "rel…" in a
+        # log or a pipe; a fixed wide console keeps them whole (COLUMNS still sets the width)
+        console = Console(width=LOG_WIDTH)
     try:
         return int(args.func(args, console) or 0)
     except ValueError as err:  # bad input: a message that says what is accepted, never a traceback

@@ -57,6 +57,7 @@ def test_report_on_an_empty_results_file_is_one_line(tmp_path, capsys, content, 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine every impl can run: nothing is marked")
 def test_list_shows_every_impl_and_why_one_cannot_run_here(capsys, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # as a user's shell has it (the tests set it)
+    monkeypatch.setenv("COLUMNS", "100")  # a narrow terminal: paper and defaults move under the table
     assert main(["list", "grkan"]) == 0
     out = one_line(capsys)
     assert "reference" in out and "triton_fused" in out  # every impl is in the table (cells may fold)
