@@ -13,6 +13,7 @@ helpers they share beside them:
     spark_ffn/     triton (topk_triton.py, decode_triton.py), sparse_cpu (sparse_cpu.py), decode_layout.py
     kan_linear_triton.py   a KAN layer's matmuls with its features computed on the tiles (forward, dW, dx)
     kan_features_triton.py the features those matmuls compute (one family per variant) and their slopes
+    kan_linear_tiles.py    those matmuls' tiles: autotuned with 16-bit operands on a GPU, fixed otherwise
     launch.py      whether Triton can run here, launch checks;  triton_dot.py  the shared tl.dot
     aot.py         compiles every Triton kernel for a GPU architecture without one (registers, spills)
 

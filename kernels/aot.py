@@ -23,6 +23,7 @@ from typing import Any
 
 import triton
 
+from kanbench.kernels import kan_linear_tiles as kan_tiles
 from kanbench.kernels import kan_linear_triton as kan
 from kanbench.kernels.af_kan import attention_triton as afkan
 from kanbench.kernels.af_kan import hidden as afkan_hidden
@@ -150,29 +151,30 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
 
 def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
     """The fused KAN-layer kernels (kernels/kan_linear_triton.py) for every family at its variant's default order
-    (B-spline order 3, Chebyshev degree 5, Fourier 10 frequencies) at the wrapper's tiles, fp32 (IEEE dots) and
-    ``dtype`` operands."""
-    tiles = {"BLOCK_M": kan.BLOCK_M, "BLOCK_N": kan.BLOCK_N}
+    (B-spline order 3, Chebyshev degree 5, Fourier 10 frequencies): fp32 operands (IEEE dots) at the fixed tile,
+    ``dtype`` operands at every tile of the autotuner's space (kernels/kan_linear_tiles.py)."""
     sizes = {**_ints("M", "N", "d_in", "n_features"), "r": "fp32", "t0": "fp32", "h": "fp32"}
+    kernels = {"fwd": kan._forward_kernel, "dW": kan._weight_grad_kernel, "dx": kan._input_grad_kernel}
     specs = []
     families = ((kan.RELU, "relu_kan", 1), (kan.BSPLINE, "bspline_kan", 3), (kan.CHEBY, "cheby_kan", 5),
                 (kan.FOURIER, "fourier_kan", 10))
     for family, name, order in families:
         for operands in ("fp32", dtype):
-            fixed = {"FAMILY": family, "ORDER": order, "IEEE": operands == "fp32", **tiles}
-            specs += [
-                KernelSpec(f"{name} fused fwd {operands}", kan._forward_kernel,
-                           {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
-                           {**fixed, "HAS_BIAS": family != kan.BSPLINE, "BLOCK_K": kan.BLOCK_K},
-                           divisible=("M", "N", "d_in")),
-                KernelSpec(f"{name} fused dW {operands}", kan._weight_grad_kernel,
-                           {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
-                           {**fixed, "BLOCK_K": kan.BLOCK_K}, divisible=("M", "N", "d_in")),
-                KernelSpec(f"{name} fused dx {operands}", kan._input_grad_kernel,
-                           {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "dx_ptr"),
-                            **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
-                           {**fixed, "BLOCK_I": kan.BLOCK_K}, divisible=("M", "N", "d_in")),
-            ]
+            types = {
+                "fwd": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
+                "dW": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
+                "dx": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "dx_ptr"),
+                       **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
+            }
+            fixed = {"FAMILY": family, "ORDER": order, "IEEE": operands == "fp32"}
+            for kernel, fn in kernels.items():
+                extra = {"HAS_BIAS": family != kan.BSPLINE} if kernel == "fwd" else {}
+                candidates = ([(*kan_tiles.FIXED[kernel], 4, 3)] if operands == "fp32" else kan_tiles.SPACES[kernel])
+                for tile in candidates:
+                    specs.append(KernelSpec(
+                        f"{name} fused {kernel} {operands} {'x'.join(map(str, tile[:3]))}", fn, types[kernel],
+                        {**fixed, **extra, **kan_tiles.blocks(kernel, tile)},
+                        {"num_warps": tile[3], "num_stages": tile[4]}, divisible=("M", "N", "d_in")))
     return specs
 
 

@@ -17,6 +17,7 @@ Kernels, each a matmul whose Φ tiles are computed from x as they are loaded:
 
 Saved for backward: x (and the small per-feature parameters), never Φ. Features are evaluated in fp32; the matmul
 operands are rounded to the input's dtype (fp32 operands multiplied in IEEE fp32, not TF32) with fp32 accumulation.
+The tiles (autotuned with 16-bit operands on a GPU, fixed otherwise) are in kernels/kan_linear_tiles.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kanbench.kernels import kan_linear_tiles as tiles
 from kanbench.kernels.af_kan.pointwise_triton import ACTIVATIONS, act, act_grad
 from kanbench.kernels.kan_features_triton import (
     BSPLINE,
@@ -38,7 +40,6 @@ from kanbench.kernels.kan_features_triton import (
 from kanbench.kernels.launch import check_launchable, needs_ieee_dot
 from kanbench.kernels.triton_dot import dot
 
-BLOCK_M, BLOCK_N, BLOCK_K = 32, 32, 32
 SILU = tl.constexpr(ACTIVATIONS["silu"])  # the base path's activation (act, act_grad)
 
 
@@ -159,8 +160,8 @@ def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, 
     tl.store(dx_ptr + rows[:, None] * d_in + ins[None, :], dx.to(dx_ptr.dtype.element_ty), mask=both)
 
 
-def _grid(*sizes: tuple[int, int]) -> tuple[int, ...]:
-    return tuple(triton.cdiv(n, block) for n, block in sizes)
+_TUNED = {"fwd": tiles.autotuned("fwd", _forward_kernel), "dW": tiles.autotuned("dW", _weight_grad_kernel),
+          "dx": tiles.autotuned("dx", _input_grad_kernel)}
 
 
 class KANLinear(torch.autograd.Function):
@@ -180,10 +181,11 @@ class KANLinear(torch.autograd.Function):
         M, N = x2.shape[0], weight.shape[0]
         y = torch.empty(M, N, device=x.device, dtype=x.dtype)
         scalars = (r, t0, h)
-        _forward_kernel[_grid((M, BLOCK_M), (N, BLOCK_N))](
-            x2, start, end, weight, bias if bias is not None else y, y, M, N, d_in, n_features, *scalars,
-            FAMILY=family, ORDER=order, HAS_BIAS=bias is not None, IEEE=needs_ieee_dot(x.dtype),
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        ieee = needs_ieee_dot(x.dtype)
+        tiles.launch("fwd", _forward_kernel, _TUNED["fwd"],
+                     lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(N, meta["BLOCK_N"])),
+                     (x2, start, end, weight, bias if bias is not None else y, y, M, N, d_in, n_features, *scalars),
+                     {"FAMILY": family, "ORDER": order, "HAS_BIAS": bias is not None, "IEEE": ieee}, fixed=ieee)
         ctx.save_for_backward(x2, start, end, weight)
         ctx.meta = (lead, bias is not None, family, n_features, scalars, order)
         return y.reshape(*lead, N)
@@ -196,18 +198,21 @@ class KANLinear(torch.autograd.Function):
         N = weight.shape[0]
         dy = dy.reshape(M, N).to(x2.dtype).contiguous()
         ieee = needs_ieee_dot(x2.dtype)
-        dw = torch.empty(N, n_features * d_in, device=x2.device, dtype=torch.float32)
-        _weight_grad_kernel[_grid((N, BLOCK_N), (n_features * d_in, BLOCK_K))](
-            x2, start, end, dy, dw, M, N, d_in, n_features, *scalars, FAMILY=family, ORDER=order, IEEE=ieee,
-            BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
-        row_blocks = triton.cdiv(M, BLOCK_M)
+        K = n_features * d_in
+        flags = {"FAMILY": family, "ORDER": order, "IEEE": ieee}
+        dw = torch.empty(N, K, device=x2.device, dtype=torch.float32)
+        tiles.launch("dW", _weight_grad_kernel, _TUNED["dW"],
+                     lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(K, meta["BLOCK_K"])),
+                     (x2, start, end, dy, dw, M, N, d_in, n_features, *scalars), flags, fixed=ieee)
+        block_m = tiles.dx_block_m(fixed=ieee)
         dx = torch.empty_like(x2)
-        parts = (row_blocks, d_in, n_features) if family == RELU else (1,)
+        parts = (triton.cdiv(M, block_m), d_in, n_features) if family == RELU else (1,)
         ds_part = torch.zeros(parts, device=x2.device, dtype=torch.float32)
         de_part = torch.zeros_like(ds_part)
-        _input_grad_kernel[_grid((M, BLOCK_M), (d_in, BLOCK_K))](
-            x2, start, end, weight, dy, dx, ds_part, de_part, M, N, d_in, n_features, *scalars, FAMILY=family,
-            ORDER=order, IEEE=ieee, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_I=BLOCK_K)
+        tiles.launch("dx", _input_grad_kernel, _TUNED["dx"],
+                     lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(d_in, meta["BLOCK_I"])),
+                     (x2, start, end, weight, dy, dx, ds_part, de_part, M, N, d_in, n_features, *scalars), flags,
+                     fixed=ieee)
         ds = de = None
         if family == RELU:  # row blocks summed in a fixed order
             ds, de = ds_part.sum(0).to(start.dtype), de_part.sum(0).to(end.dtype)

@@ -1,0 +1,63 @@
+"""The tiles of the fused KAN-layer kernels (kernels/kan_linear_triton.py) and how a launch picks one.
+
+Each kernel names three tile sizes, with its own meaning:
+
+    fwd   BLOCK_M rows × BLOCK_N outputs per program, stepping BLOCK_K feature columns
+    dW    BLOCK_N outputs × BLOCK_K feature columns per program, stepping BLOCK_M rows
+    dx    BLOCK_M rows × BLOCK_I inputs per program, stepping BLOCK_N outputs
+
+With 16-bit operands on a GPU, Triton's autotuner times a small space per kernel and shape and keeps the fastest:
+on Hopper ``tl.dot`` issues wgmma only from 64-row tiles (the former 32 × 32 × 32 tile ran on mma.sync), and
+how much of the feature arithmetic a wide tile amortises is for the GPU to measure. Every tile in the spaces was
+compiled for sm_90 with ``python -m kanbench.kernels.aot`` (triton 3.9) for all four families: none spills, and
+each fits an H100's shared memory. fp32 operands (IEEE products on the CUDA cores, no tensor cores) and the
+interpreter keep one fixed tile per kernel (Triton's default 4 warps and 3 stages).
+
+Every dx tile has the same BLOCK_M: the ReLU family's per-row-block partial sums are allocated before the
+autotuner picks a tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import triton
+
+Tile = tuple[int, int, int, int, int]  # the kernel's three block sizes (order above), num_warps, num_stages
+
+FIXED: dict[str, tuple[int, int, int]] = {"fwd": (32, 32, 32), "dW": (32, 32, 32), "dx": (32, 32, 32)}
+SPACES: dict[str, list[Tile]] = {
+    "fwd": [(128, 128, 64, 8, 3), (64, 256, 32, 8, 3), (64, 128, 64, 8, 3)],
+    "dW": [(128, 128, 64, 8, 3), (64, 256, 32, 8, 3), (64, 128, 64, 8, 3)],
+    "dx": [(64, 256, 32, 8, 3), (64, 128, 64, 8, 3), (64, 128, 32, 4, 3)],
+}
+# a new tile per problem size and per family (its feature arithmetic), not per call
+KEY = ["M", "N", "d_in", "n_features", "FAMILY", "ORDER"]
+_THIRD = {"fwd": "BLOCK_K", "dW": "BLOCK_K", "dx": "BLOCK_I"}
+
+
+def blocks(kernel: str, sizes: Sequence[int]) -> dict[str, int]:
+    """The kernel's block-size constexprs from a tile's first three numbers."""
+    return {"BLOCK_M": sizes[0], "BLOCK_N": sizes[1], _THIRD[kernel]: sizes[2]}
+
+
+def autotuned(kernel: str, fn: Any) -> Any:
+    """``fn`` under Triton's autotuner over the kernel's space."""
+    configs = [triton.Config(blocks(kernel, tile), num_warps=tile[3], num_stages=tile[4]) for tile in SPACES[kernel]]
+    return triton.autotune(configs=configs, key=KEY)(fn)
+
+
+def dx_block_m(fixed: bool) -> int:
+    """The dx kernel's BLOCK_M, for sizing the partial sums before the launch."""
+    return FIXED["dx"][0] if fixed else SPACES["dx"][0][0]
+
+
+def launch(kernel: str, fn: Any, tuned: Any, grid: Callable[[dict[str, int]], tuple[int, ...]],
+           args: Sequence[Any], flags: dict[str, Any], fixed: bool) -> None:
+    """Launch ``fn`` at its fixed tile (``fixed``: fp32 operands or the interpreter), else its autotuned twin."""
+    if fixed:
+        meta = blocks(kernel, FIXED[kernel])
+        fn[grid(meta)](*args, **flags, **meta)
+    else:
+        tuned[grid](*args, **flags)
