@@ -22,6 +22,9 @@ if not torch.cuda.is_available():
     sys.exit("run_gpu_sets: no CUDA device here; the GPU sets need one (the CPU sets: see the README).")
 print(torch.cuda.get_device_name().lower().replace("nvidia", "").split()[0])')
 day=$(date -u +%Y-%m-%d)
+# Triton's autotuners (GR-KAN's fused matmul, the KAN-layer matmuls) print the tile they picked per kernel and shape
+# when they pick it (in the gate, before any timing): summary.txt keeps which tile each figure ran at
+export TRITON_PRINT_AUTOTUNING=${TRITON_PRINT_AUTOTUNING:-1}
 for preset in "${presets[@]}"; do
   out="results/${gpu}-${day}/${preset}"
   mkdir -p "$out"
