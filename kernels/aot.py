@@ -25,6 +25,7 @@ import triton
 
 from kanbench.kernels import kan_linear_tiles as kan_tiles
 from kanbench.kernels import kan_linear_triton as kan
+from kanbench.kernels import kan_linear_unfused as unfused
 from kanbench.kernels.af_kan import attention_triton as afkan
 from kanbench.kernels.af_kan import hidden as afkan_hidden
 from kanbench.kernels.grkan import fused_triton as fused
@@ -163,18 +164,31 @@ def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
             types = {
                 "fwd": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "bias_ptr", "y_ptr"), **sizes},
                 "dW": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "dy_ptr"), **_ptr("fp32", "dw_ptr"), **sizes},
-                "dx": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "dx_ptr"),
+                "dx": {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "w_ptr", "dy_ptr", "g_ptr", "dx_ptr"),
                        **_ptr("fp32", "ds_part_ptr", "de_part_ptr"), **sizes},
             }
             fixed = {"FAMILY": family, "ORDER": order, "IEEE": operands == "fp32"}
             for kernel, fn in kernels.items():
                 extra = {"HAS_BIAS": family != kan.BSPLINE} if kernel == "fwd" else {}
+                extra |= {"G_GIVEN": False} if kernel == "dx" else {}
                 candidates = ([(*kan_tiles.FIXED[kernel], 4, 3)] if operands == "fp32" else kan_tiles.SPACES[kernel])
                 for tile in candidates:
                     specs.append(KernelSpec(
                         f"{name} fused {kernel} {operands} {'x'.join(map(str, tile[:3]))}", fn, types[kernel],
                         {**fixed, **extra, **kan_tiles.blocks(kernel, tile)},
                         {"num_warps": tile[3], "num_stages": tile[4]}, divisible=("M", "N", "d_in")))
+            # the unfused layer (kernels/kan_linear_unfused.py): the feature pass, and dx reading G
+            specs.append(KernelSpec(
+                f"{name} unfused features {operands}", unfused._features_kernel,
+                {**_ptr(operands, "x_ptr", "s_ptr", "e_ptr", "phi_ptr"), **_ints("M", "d_in", "n_features"),
+                 "r": "fp32", "t0": "fp32", "h": "fp32"},
+                {"FAMILY": family, "ORDER": order, "BLOCK_M": unfused.BLOCK_M, "BLOCK_K": unfused.BLOCK_K},
+                divisible=("M", "d_in")))
+            block_m, _, block_i = kan_tiles.FIXED["dx"]
+            specs.append(KernelSpec(
+                f"{name} unfused dx {operands}", kan._input_grad_kernel, types["dx"],
+                {**fixed, "IEEE": True, "G_GIVEN": True, "BLOCK_M": block_m, "BLOCK_N": 16, "BLOCK_I": block_i},
+                divisible=("M", "N", "d_in")))
     return specs
 
 

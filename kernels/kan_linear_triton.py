@@ -122,10 +122,13 @@ def _weight_grad_kernel(x_ptr, s_ptr, e_ptr, dy_ptr, dw_ptr, M, N, d_in, n_featu
 
 
 @triton.jit
-def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, de_part_ptr,
+def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, g_ptr, dx_ptr, ds_part_ptr, de_part_ptr,
                        M, N, d_in, n_features, r, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr,
-                       IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
-    """dx[rows, i] and (RELU) this row block's partial ds, de[i, :] for a tile of rows × input coordinates."""
+                       IEEE: tl.constexpr, G_GIVEN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_I: tl.constexpr):
+    """dx[rows, i] and (RELU) this row block's partial ds, de[i, :] for a tile of rows × input coordinates.
+    G_GIVEN: G = dY·W was computed by a matmul and is read from ``g_ptr`` (M, K) (the unfused layer,
+    kernels/kan_linear_unfused.py); otherwise each G_j is computed here from dY and W."""
     pid_m = tl.program_id(0)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     ins = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
@@ -136,14 +139,18 @@ def _input_grad_kernel(x_ptr, s_ptr, e_ptr, w_ptr, dy_ptr, dx_ptr, ds_part_ptr, 
     dx = tl.zeros([BLOCK_M, BLOCK_I], dtype=tl.float32)
     for j in range(0, n_features):
         cols = j * d_in + ins
-        g = tl.zeros([BLOCK_M, BLOCK_I], dtype=tl.float32)  # G_j = dY · W[:, cols]
-        for n0 in range(0, N, BLOCK_N):
-            outs = n0 + tl.arange(0, BLOCK_N)
-            out_ok = outs < N
-            dy = tl.load(dy_ptr + rows[:, None] * N + outs[None, :], mask=row_ok[:, None] & out_ok[None, :],
-                         other=0.0)
-            w = tl.load(w_ptr + outs[:, None] * K + cols[None, :], mask=out_ok[:, None] & in_ok[None, :], other=0.0)
-            g += dot(dy, w, IEEE)
+        if G_GIVEN:
+            g = tl.load(g_ptr + rows[:, None] * K + cols[None, :], mask=both, other=0.0).to(tl.float32)
+        else:
+            g = tl.zeros([BLOCK_M, BLOCK_I], dtype=tl.float32)  # G_j = dY · W[:, cols]
+            for n0 in range(0, N, BLOCK_N):
+                outs = n0 + tl.arange(0, BLOCK_N)
+                out_ok = outs < N
+                dy = tl.load(dy_ptr + rows[:, None] * N + outs[None, :], mask=row_ok[:, None] & out_ok[None, :],
+                             other=0.0)
+                w = tl.load(w_ptr + outs[:, None] * K + cols[None, :], mask=out_ok[:, None] & in_ok[None, :],
+                            other=0.0)
+                g += dot(dy, w, IEEE)
         g = tl.where(both, g, 0.0)
         if FAMILY == 0:
             s, e = _interval_ends(s_ptr, e_ptr, ins, j, in_ok, n_features)
@@ -211,8 +218,8 @@ class KANLinear(torch.autograd.Function):
         de_part = torch.zeros_like(ds_part)
         tiles.launch("dx", _input_grad_kernel, _TUNED["dx"],
                      lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(d_in, meta["BLOCK_I"])),
-                     (x2, start, end, weight, dy, dx, ds_part, de_part, M, N, d_in, n_features, *scalars), flags,
-                     fixed=ieee)
+                     (x2, start, end, weight, dy, dy, dx, ds_part, de_part, M, N, d_in, n_features, *scalars),
+                     {**flags, "G_GIVEN": False}, fixed=ieee)
         ds = de = None
         if family == RELU:  # row blocks summed in a fixed order
             ds, de = ds_part.sum(0).to(start.dtype), de_part.sum(0).to(end.dtype)
@@ -220,25 +227,37 @@ class KANLinear(torch.autograd.Function):
         return dx.reshape(*lead, d_in), ds, de, dw.to(weight.dtype), db, None, None, None, None, None, None
 
 
+def _layer(fused: bool) -> type[torch.autograd.Function]:
+    """The fused layer, or the same layer with torch's matmuls (kernels/kan_linear_unfused.py)."""
+    if fused:
+        return KANLinear
+    from kanbench.kernels.kan_linear_unfused import KANLinearUnfused
+
+    return KANLinearUnfused
+
+
 def relu_kan_linear(x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor,
-                    bias: torch.Tensor | None, r: float) -> torch.Tensor:
+                    bias: torch.Tensor | None, r: float, fused: bool = True) -> torch.Tensor:
     """A ReLU-KAN layer: ``weight`` (d_out, (G+k)·d_in) in the paper's column order, ``start``/``end`` (d_in, G+k)."""
-    return KANLinear.apply(x, start, end, weight, bias, RELU, start.shape[1], r, 0.0, 1.0, 1)
+    return _layer(fused).apply(x, start, end, weight, bias, RELU, start.shape[1], r, 0.0, 1.0, 1)
 
 
-def bspline_kan_linear(x: torch.Tensor, weight: torch.Tensor, t0: float, h: float, order: int) -> torch.Tensor:
+def bspline_kan_linear(x: torch.Tensor, weight: torch.Tensor, t0: float, h: float, order: int,
+                       fused: bool = True) -> torch.Tensor:
     """A B-spline KAN layer: ``weight`` = [W_base | W_spline ⊙ scaler] of shape (d_out, (1 + G+k)·d_in), columns
     feature-major; knots ``t_b = t0 + b·h`` (the first knot of the extended grid and the spacing)."""
     n_features = weight.shape[1] // x.shape[-1]
-    return KANLinear.apply(x, None, None, weight, None, BSPLINE, n_features, 0.0, t0, h, order)
+    return _layer(fused).apply(x, None, None, weight, None, BSPLINE, n_features, 0.0, t0, h, order)
 
 
-def cheby_kan_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, degree: int) -> torch.Tensor:
+def cheby_kan_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, degree: int,
+                     fused: bool = True) -> torch.Tensor:
     """A Chebyshev KAN layer: ``weight`` = [W_base | C basis-major] of shape (d_out, (degree + 2)·d_in)."""
-    return KANLinear.apply(x, None, None, weight, bias, CHEBY, degree + 2, 0.0, 0.0, 1.0, degree)
+    return _layer(fused).apply(x, None, None, weight, bias, CHEBY, degree + 2, 0.0, 0.0, 1.0, degree)
 
 
-def fourier_kan_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, frequencies: int) -> torch.Tensor:
+def fourier_kan_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, frequencies: int,
+                       fused: bool = True) -> torch.Tensor:
     """A Fourier KAN layer: ``weight`` = [W_base | A basis-major | B basis-major] of shape (d_out, (2F + 1)·d_in)."""
     n_features = 2 * frequencies + 1
-    return KANLinear.apply(x, None, None, weight, bias, FOURIER, n_features, 0.0, 0.0, 1.0, frequencies)
+    return _layer(fused).apply(x, None, None, weight, bias, FOURIER, n_features, 0.0, 0.0, 1.0, frequencies)

@@ -32,6 +32,7 @@ def test_every_triton_kernel_compiles_for_sm_90_and_the_tuned_ones_do_not_spill(
                      "spark top-k bwd (chunked)", "grkan fused matmul dWᵀ F(X)ᵀ·dY bf16 128x128x32",
                      "relu_kan fused fwd bf16", "relu_kan fused dW fp32", "relu_kan fused dx bf16",
                      "bspline_kan fused fwd bf16", "bspline_kan fused dW fp32", "bspline_kan fused dx fp32",
+                     "bspline_kan unfused features bf16", "relu_kan unfused dx fp32", "fourier_kan unfused dx bf16",
                      "cheby_kan fused dx fp32", "fourier_kan fused fwd bf16", "fourier_kan fused dx bf16",
                      "wav_kan wavelet fwd bf16", "wav_kan wavelet dx fp32", "wav_kan wavelet dw dt ds bf16",
                      "af_kan row stats d_in=3072", "af_kan bwd d_in=3072", "af_kan bwd ties d_in=768"):

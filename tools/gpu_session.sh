@@ -13,7 +13,8 @@
 #   1. kat-b           the rational op vs GELU (fp32, bf16): op fwd <= 1.2x, fwd+bwd <= 1.5x the floor
 #   2. spark-topk      statistical top-k fwd+bwd <= 1.2x the floor at >= 1024 rows
 #   3. decode-gemma2b  Spark decode vs the dense gated FFN at batch 1..64: >= 2x at batch 1
-#   4. ffn-768         8192 tokens, bf16, then fp32: every KAN block's triton, GR-KAN's triton_fused vs the MLP
+#   4. ffn-768         8192 tokens, bf16, then fp32: every KAN block's triton and triton_unfused, GR-KAN's
+#                      triton_fused, vs the MLP
 set -uo pipefail
 budget=${1:-540}
 start=$SECONDS
@@ -49,7 +50,7 @@ step() {  # step PRESET [flags...]: one set, bounded by what is left (30 s kept 
     || echo "gpu_session: $* stopped (exit $?, after at most ${t} s): resume it in the next call" \
     | tee -a "$out/skipped.txt"
 }
-kernels=reference,triton,triton_fused,cuda,sparse_cpu
+kernels=reference,triton,triton_fused,triton_unfused,cuda,sparse_cpu
 step kat-b --impl "$kernels"
 step spark-topk --impl "$kernels"
 step decode-gemma2b --impl "$kernels"

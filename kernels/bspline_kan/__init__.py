@@ -23,6 +23,8 @@ from kanbench.variants.bspline_kan import BSplineKANBlock, BSplineKANLayer
 class FusedBSplineKANLayer(BSplineKANLayer):
     """:class:`BSplineKANLayer` computed by the fused kernels."""
 
+    FUSED = True  # False: the same layer with torch's matmuls over a written feature tensor
+
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> nn.Module:
         grid = self.grid
         super()._apply(fn, recurse)
@@ -43,7 +45,7 @@ class FusedBSplineKANLayer(BSplineKANLayer):
         spline = (self.spline_weight * self.spline_scaler.unsqueeze(-1)).transpose(1, 2).reshape(self.d_out, -1)
         weight = torch.cat([self.base_weight, spline], dim=1)  # columns: SiLU features, then basis-major splines
         t0, h = self.knots()
-        return bspline_kan_linear(x, weight, t0, h, self.spline_order)
+        return bspline_kan_linear(x, weight, t0, h, self.spline_order, fused=self.FUSED)
 
 
 register_impl("bspline_kan", Impl(
@@ -51,4 +53,19 @@ register_impl("bspline_kan", Impl(
     layer=swapped(BSplineKANLayer, BSplineKANLayer, FusedBSplineKANLayer), **triton_runs(),
     description="fused Triton matmuls evaluating SiLU and the B-spline bases in closed form on their tiles, forward "
                 "and backward (no basis tensor)",
+))
+
+
+class UnfusedBSplineKANLayer(FusedBSplineKANLayer):
+    """The same layer, its feature tensor written by a Triton kernel and its matmuls torch's."""
+
+    FUSED = False
+
+
+register_impl("bspline_kan", Impl(
+    "triton_unfused", block=swapped(BSplineKANBlock, BSplineKANLayer, UnfusedBSplineKANLayer),
+    layer=swapped(BSplineKANLayer, BSplineKANLayer, UnfusedBSplineKANLayer), **triton_runs(),
+    description="`triton`'s layer with its matmuls unfused: SiLU and the B-spline bases written as a feature "
+                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
+                "Triton kernel",
 ))

@@ -17,12 +17,14 @@ from kanbench.variants.cheby_kan import ChebyKANBlock, ChebyKANLayer
 class FusedChebyKANLayer(ChebyKANLayer):
     """:class:`ChebyKANLayer` computed by the fused kernels."""
 
+    FUSED = True  # False: the same layer with torch's matmuls over a written feature tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from kanbench.kernels.kan_linear_triton import cheby_kan_linear
 
         coefficients = self.cheby_coeffs.transpose(1, 2).reshape(self.d_out, -1)  # column n·d_in + i
         weight = torch.cat([self.base_weight, coefficients], dim=1)  # SiLU features, then T_0 .. T_D
-        return cheby_kan_linear(x, weight, self.bias, self.degree)
+        return cheby_kan_linear(x, weight, self.bias, self.degree, fused=self.FUSED)
 
 
 register_impl("cheby_kan", Impl(
@@ -30,4 +32,19 @@ register_impl("cheby_kan", Impl(
     layer=swapped(ChebyKANLayer, ChebyKANLayer, FusedChebyKANLayer), **triton_runs(),
     description="fused Triton matmuls evaluating SiLU and the Chebyshev polynomials (by their recurrence) on "
                 "their tiles, forward and backward (no polynomial tensor)",
+))
+
+
+class UnfusedChebyKANLayer(FusedChebyKANLayer):
+    """The same layer, its feature tensor written by a Triton kernel and its matmuls torch's."""
+
+    FUSED = False
+
+
+register_impl("cheby_kan", Impl(
+    "triton_unfused", block=swapped(ChebyKANBlock, ChebyKANLayer, UnfusedChebyKANLayer),
+    layer=swapped(ChebyKANLayer, ChebyKANLayer, UnfusedChebyKANLayer), **triton_runs(),
+    description="`triton`'s layer with its matmuls unfused: SiLU and the Chebyshev polynomials written as a feature "
+                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
+                "Triton kernel",
 ))

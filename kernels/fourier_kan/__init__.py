@@ -16,12 +16,14 @@ from kanbench.variants.fourier_kan import FourierKANBlock, FourierKANLayer
 class FusedFourierKANLayer(FourierKANLayer):
     """:class:`FourierKANLayer` computed by the fused kernels."""
 
+    FUSED = True  # False: the same layer with torch's matmuls over a written feature tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from kanbench.kernels.kan_linear_triton import fourier_kan_linear
 
         cosine, sine = (c.transpose(1, 2).reshape(self.d_out, -1) for c in self.fourier_coeffs)  # f·d_in + i
         weight = torch.cat([self.base_weight, cosine, sine], dim=1)  # SiLU, cos(f·x) f = 1..F, sin(f·x)
-        return fourier_kan_linear(x, weight, self.bias, self.frequencies)
+        return fourier_kan_linear(x, weight, self.bias, self.frequencies, fused=self.FUSED)
 
 
 register_impl("fourier_kan", Impl(
@@ -29,4 +31,19 @@ register_impl("fourier_kan", Impl(
     layer=swapped(FourierKANLayer, FourierKANLayer, FusedFourierKANLayer), **triton_runs(),
     description="fused Triton matmuls evaluating SiLU, cos(f·x) and sin(f·x) on their tiles, forward and "
                 "backward (no trigonometric tensor)",
+))
+
+
+class UnfusedFourierKANLayer(FusedFourierKANLayer):
+    """The same layer, its feature tensor written by a Triton kernel and its matmuls torch's."""
+
+    FUSED = False
+
+
+register_impl("fourier_kan", Impl(
+    "triton_unfused", block=swapped(FourierKANBlock, FourierKANLayer, UnfusedFourierKANLayer),
+    layer=swapped(FourierKANLayer, FourierKANLayer, UnfusedFourierKANLayer), **triton_runs(),
+    description="`triton`'s layer with its matmuls unfused: SiLU, cos(f·x) and sin(f·x) written as a feature "
+                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
+                "Triton kernel",
 ))

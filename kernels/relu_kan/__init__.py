@@ -16,14 +16,32 @@ from kanbench.variants.relu_kan import ReLUKANBlock, ReLUKANLayer
 class FusedReLUKANLayer(ReLUKANLayer):
     """:class:`ReLUKANLayer` computed by the fused kernels."""
 
+    FUSED = True  # False: the same layer with torch's matmuls over a written feature tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from kanbench.kernels.kan_linear_triton import relu_kan_linear
 
-        return relu_kan_linear(x, self.start, self.end, self.linear.weight, self.linear.bias, self.r)
+        return relu_kan_linear(x, self.start, self.end, self.linear.weight, self.linear.bias, self.r,
+                               fused=self.FUSED)
 
 
 register_impl("relu_kan", Impl(
     "triton", block=swapped(ReLUKANBlock, ReLUKANLayer, FusedReLUKANLayer),
     layer=swapped(ReLUKANLayer, ReLUKANLayer, FusedReLUKANLayer), **triton_runs(),
     description="fused Triton matmuls computing the bases on their tiles, forward and backward (no basis tensor)",
+))
+
+
+class UnfusedReLUKANLayer(FusedReLUKANLayer):
+    """The same layer, its feature tensor written by a Triton kernel and its matmuls torch's."""
+
+    FUSED = False
+
+
+register_impl("relu_kan", Impl(
+    "triton_unfused", block=swapped(ReLUKANBlock, ReLUKANLayer, UnfusedReLUKANLayer),
+    layer=swapped(ReLUKANLayer, ReLUKANLayer, UnfusedReLUKANLayer), **triton_runs(),
+    description="`triton`'s layer with its matmuls unfused: the bases written as a feature "
+                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
+                "Triton kernel",
 ))
