@@ -184,10 +184,9 @@ def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
                  "r": "fp32", "t0": "fp32", "h": "fp32"},
                 {"FAMILY": family, "ORDER": order, "BLOCK_M": unfused.BLOCK_M, "BLOCK_K": unfused.BLOCK_K},
                 divisible=("M", "d_in")))
-            block_m, _, block_i = kan_tiles.FIXED["dx"]
             specs.append(KernelSpec(
                 f"{name} unfused dx {operands}", kan._input_grad_kernel, types["dx"],
-                {**fixed, "IEEE": True, "G_GIVEN": True, "BLOCK_M": block_m, "BLOCK_N": 16, "BLOCK_I": block_i},
+                {**fixed, "G_GIVEN": True, **kan_tiles.blocks("dx", kan_tiles.FIXED["dx"])},
                 divisible=("M", "N", "d_in")))
     return specs
 

@@ -171,6 +171,40 @@ _TUNED = {"fwd": tiles.autotuned("fwd", _forward_kernel), "dW": tiles.autotuned(
           "dx": tiles.autotuned("dx", _input_grad_kernel)}
 
 
+def operands(x: torch.Tensor, start: torch.Tensor | None, end: torch.Tensor | None, weight: torch.Tensor,
+             who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The launches' operands: x as a contiguous (rows, d_in), the interval ends (RELU reads them; the other
+    families have none, and x stands in for the unused pointers) and the weight in x's dtype."""
+    check_launchable(x, who)
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    start = start.contiguous() if start is not None else x2
+    end = end.contiguous() if end is not None else x2
+    return x2, start, end, weight.to(x.dtype).contiguous()
+
+
+def input_gradients(x2: torch.Tensor, start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor,
+                    dy: torch.Tensor, g: torch.Tensor | None, family: int, n_features: int,
+                    scalars: tuple[float, float, float], order: int
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """dx and (RELU) ds, de through Σ_j G_j·∂Φ_j/∂x, with G = dY·W computed in the kernel (``g`` None: the fused
+    layer, its tile autotuned with 16-bit operands on a GPU) or read from ``g`` (the unfused layer: fixed tile)."""
+    M, d_in = x2.shape
+    ieee = needs_ieee_dot(x2.dtype)
+    fixed = ieee or g is not None
+    dx = torch.empty_like(x2)
+    parts = (triton.cdiv(M, tiles.dx_block_m(fixed)), d_in, n_features) if family == RELU else (1,)
+    ds_part = torch.zeros(parts, device=x2.device, dtype=torch.float32)
+    de_part = torch.zeros_like(ds_part)
+    tiles.launch("dx", _input_grad_kernel, _TUNED["dx"],
+                 lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(d_in, meta["BLOCK_I"])),
+                 (x2, start, end, weight, dy, dy if g is None else g, dx, ds_part, de_part, M, weight.shape[0], d_in,
+                  n_features, *scalars),
+                 {"FAMILY": family, "ORDER": order, "IEEE": ieee, "G_GIVEN": g is not None}, fixed=fixed)
+    if family != RELU:
+        return dx, None, None
+    return dx, ds_part.sum(0).to(start.dtype), de_part.sum(0).to(end.dtype)  # row blocks in a fixed order
+
+
 class KANLinear(torch.autograd.Function):
     """``y = Φ(x)·Wᵀ + b`` with the features computed inside the matmuls, forward and backward."""
 
@@ -178,13 +212,8 @@ class KANLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, start: torch.Tensor | None, end: torch.Tensor | None, weight: torch.Tensor,
                 bias: torch.Tensor | None, family: int, n_features: int, r: float, t0: float, h: float,
                 order: int) -> torch.Tensor:
-        check_launchable(x, "KAN linear (triton)")
         lead, d_in = x.shape[:-1], x.shape[-1]
-        x2 = x.reshape(-1, d_in).contiguous()
-        weight = weight.to(x.dtype).contiguous()
-        # RELU reads the interval ends; the other families have none (x stands in for the unused pointers)
-        start = start.contiguous() if start is not None else x2
-        end = end.contiguous() if end is not None else x2
+        x2, start, end, weight = operands(x, start, end, weight, "KAN linear (triton)")
         M, N = x2.shape[0], weight.shape[0]
         y = torch.empty(M, N, device=x.device, dtype=x.dtype)
         scalars = (r, t0, h)
@@ -211,18 +240,7 @@ class KANLinear(torch.autograd.Function):
         tiles.launch("dW", _weight_grad_kernel, _TUNED["dW"],
                      lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(K, meta["BLOCK_K"])),
                      (x2, start, end, dy, dw, M, N, d_in, n_features, *scalars), flags, fixed=ieee)
-        block_m = tiles.dx_block_m(fixed=ieee)
-        dx = torch.empty_like(x2)
-        parts = (triton.cdiv(M, block_m), d_in, n_features) if family == RELU else (1,)
-        ds_part = torch.zeros(parts, device=x2.device, dtype=torch.float32)
-        de_part = torch.zeros_like(ds_part)
-        tiles.launch("dx", _input_grad_kernel, _TUNED["dx"],
-                     lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(d_in, meta["BLOCK_I"])),
-                     (x2, start, end, weight, dy, dy, dx, ds_part, de_part, M, N, d_in, n_features, *scalars),
-                     {**flags, "G_GIVEN": False}, fixed=ieee)
-        ds = de = None
-        if family == RELU:  # row blocks summed in a fixed order
-            ds, de = ds_part.sum(0).to(start.dtype), de_part.sum(0).to(end.dtype)
+        dx, ds, de = input_gradients(x2, start, end, weight, dy, None, family, n_features, scalars, order)
         db = dy.float().sum(0).to(weight.dtype) if has_bias else None
         return dx.reshape(*lead, d_in), ds, de, dw.to(weight.dtype), db, None, None, None, None, None, None
 

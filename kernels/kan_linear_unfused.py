@@ -23,10 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kanbench.kernels import kan_linear_tiles as tiles
-from kanbench.kernels.kan_features_triton import RELU
-from kanbench.kernels.kan_linear_triton import _feature_tile, _input_grad_kernel
-from kanbench.kernels.launch import check_launchable
+from kanbench.kernels.kan_linear_triton import _feature_tile, input_gradients, operands
 
 BLOCK_M, BLOCK_K = 32, 64  # the feature pass's tile: rows × feature columns (elementwise, no tensor cores)
 
@@ -63,13 +60,8 @@ class KANLinearUnfused(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, start: torch.Tensor | None, end: torch.Tensor | None, weight: torch.Tensor,
                 bias: torch.Tensor | None, family: int, n_features: int, r: float, t0: float, h: float,
                 order: int) -> torch.Tensor:
-        check_launchable(x, "KAN linear (triton_unfused)")
-        lead, d_in = x.shape[:-1], x.shape[-1]
-        x2 = x.reshape(-1, d_in).contiguous()
-        weight = weight.to(x.dtype).contiguous()
-        # RELU reads the interval ends; the other families have none (x stands in for the unused pointers)
-        start = start.contiguous() if start is not None else x2
-        end = end.contiguous() if end is not None else x2
+        lead = x.shape[:-1]
+        x2, start, end, weight = operands(x, start, end, weight, "KAN linear (triton_unfused)")
         scalars = (r, t0, h)
         phi = _features(x2, start, end, family, n_features, scalars, order)
         y = torch.nn.functional.linear(phi, weight, bias.to(x.dtype) if bias is not None else None)
@@ -88,16 +80,6 @@ class KANLinearUnfused(torch.autograd.Function):
         dw = dy.t() @ phi
         del phi  # before G: the two (N, K) tensors are never alive together
         g = dy @ weight
-        block_m, _, block_i = tiles.FIXED["dx"]
-        dx = torch.empty_like(x2)
-        parts = (triton.cdiv(M, block_m), d_in, n_features) if family == RELU else (1,)
-        ds_part = torch.zeros(parts, device=x2.device, dtype=torch.float32)
-        de_part = torch.zeros_like(ds_part)
-        _input_grad_kernel[(triton.cdiv(M, block_m), triton.cdiv(d_in, block_i))](
-            x2, start, end, weight, dy, g, dx, ds_part, de_part, M, N, d_in, n_features, *scalars, FAMILY=family,
-            ORDER=order, IEEE=True, G_GIVEN=True, BLOCK_M=block_m, BLOCK_N=16, BLOCK_I=block_i)
-        ds = de = None
-        if family == RELU:  # row blocks summed in a fixed order
-            ds, de = ds_part.sum(0).to(start.dtype), de_part.sum(0).to(end.dtype)
+        dx, ds, de = input_gradients(x2, start, end, weight, dy, g, family, n_features, scalars, order)
         db = dy.float().sum(0).to(weight.dtype) if has_bias else None
         return dx.reshape(*lead, d_in), ds, de, dw.to(weight.dtype), db, None, None, None, None, None, None
