@@ -10,8 +10,9 @@ With 16-bit operands on a GPU, Triton's autotuner times a small space per kernel
 on Hopper ``tl.dot`` issues wgmma only from 64-row tiles (the former 32 × 32 × 32 tile ran on mma.sync), and
 how much of the feature arithmetic a wide tile amortises is for the GPU to measure. Every tile in the spaces was
 compiled for sm_90 with ``python -m kanbench.kernels.aot`` (triton 3.9) for all four families: none spills, and
-each fits an H100's shared memory. fp32 operands (IEEE products on the CUDA cores, no tensor cores) and the
-interpreter keep one fixed tile per kernel (Triton's default 4 warps and 3 stages).
+each fits an H100's shared memory. fp32 operands (IEEE products on the CUDA cores, no tensor cores), the
+interpreter and the unfused layer's dx (kernels/kan_linear_unfused.py) keep one fixed tile per kernel (Triton's
+default 4 warps and 3 stages).
 
 Every dx tile has the same BLOCK_M: the ReLU family's per-row-block partial sums are allocated before the
 autotuner picks a tile.
@@ -55,7 +56,8 @@ def dx_block_m(fixed: bool) -> int:
 
 def launch(kernel: str, fn: Any, tuned: Any, grid: Callable[[dict[str, int]], tuple[int, ...]],
            args: Sequence[Any], flags: dict[str, Any], fixed: bool) -> None:
-    """Launch ``fn`` at its fixed tile (``fixed``: fp32 operands or the interpreter), else its autotuned twin."""
+    """Launch ``fn`` at its fixed tile (``fixed``: fp32 operands, the interpreter, or the unfused layer's dx, which
+    reads G and has no matmul to tune), else its autotuned twin."""
     if fixed:
         meta = blocks(kernel, FIXED[kernel])
         fn[grid(meta)](*args, **flags, **meta)
