@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from kanbench.registry import Impl
+
 FLOAT_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -90,3 +92,15 @@ def triton_runs() -> dict[str, Any]:
     """Where a Triton impl runs: CUDA (and the CPU interpreter for tests), fp32/bf16/fp16 inputs."""
     return {"devices": ("cpu", "cuda"), "dtypes": FLOAT_INPUTS, "unavailable": triton_unavailable,
             "emulated": triton_emulated}
+
+
+def unfused_kan_impl(block: Callable[..., nn.Module], layer: type[nn.Module], unfused: type[nn.Module],
+                     features: str) -> Impl:
+    """The ``triton_unfused`` impl of a KAN variant (kernels/kan_linear_unfused.py), built like its ``triton``
+    impl: ``unfused`` is that impl's layer class with ``FUSED = False``; ``features`` names what its feature pass
+    writes."""
+    return Impl("triton_unfused", block=swapped(block, layer, unfused), layer=swapped(layer, layer, unfused),
+                **triton_runs(),
+                description=f"`triton`'s layer with its matmuls unfused: {features} written as a feature tensor by a "
+                            "Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a Triton "
+                            "kernel")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kanbench.kernels.launch import swapped, triton_runs
+from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.bspline_kan import BSplineKANBlock, BSplineKANLayer
 
@@ -62,10 +62,5 @@ class UnfusedBSplineKANLayer(FusedBSplineKANLayer):
     FUSED = False
 
 
-register_impl("bspline_kan", Impl(
-    "triton_unfused", block=swapped(BSplineKANBlock, BSplineKANLayer, UnfusedBSplineKANLayer),
-    layer=swapped(BSplineKANLayer, BSplineKANLayer, UnfusedBSplineKANLayer), **triton_runs(),
-    description="`triton`'s layer with its matmuls unfused: SiLU and the B-spline bases written as a feature "
-                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
-                "Triton kernel",
-))
+register_impl("bspline_kan", unfused_kan_impl(BSplineKANBlock, BSplineKANLayer, UnfusedBSplineKANLayer,
+                                              "SiLU and the B-spline bases"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs
+from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.cheby_kan import ChebyKANBlock, ChebyKANLayer
 
@@ -41,10 +41,5 @@ class UnfusedChebyKANLayer(FusedChebyKANLayer):
     FUSED = False
 
 
-register_impl("cheby_kan", Impl(
-    "triton_unfused", block=swapped(ChebyKANBlock, ChebyKANLayer, UnfusedChebyKANLayer),
-    layer=swapped(ChebyKANLayer, ChebyKANLayer, UnfusedChebyKANLayer), **triton_runs(),
-    description="`triton`'s layer with its matmuls unfused: SiLU and the Chebyshev polynomials written as a feature "
-                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
-                "Triton kernel",
-))
+register_impl("cheby_kan", unfused_kan_impl(ChebyKANBlock, ChebyKANLayer, UnfusedChebyKANLayer,
+                                              "SiLU and the Chebyshev polynomials"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs
+from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.fourier_kan import FourierKANBlock, FourierKANLayer
 
@@ -40,10 +40,5 @@ class UnfusedFourierKANLayer(FusedFourierKANLayer):
     FUSED = False
 
 
-register_impl("fourier_kan", Impl(
-    "triton_unfused", block=swapped(FourierKANBlock, FourierKANLayer, UnfusedFourierKANLayer),
-    layer=swapped(FourierKANLayer, FourierKANLayer, UnfusedFourierKANLayer), **triton_runs(),
-    description="`triton`'s layer with its matmuls unfused: SiLU, cos(f·x) and sin(f·x) written as a feature "
-                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
-                "Triton kernel",
-))
+register_impl("fourier_kan", unfused_kan_impl(FourierKANBlock, FourierKANLayer, UnfusedFourierKANLayer,
+                                              "SiLU, cos(f·x) and sin(f·x)"))

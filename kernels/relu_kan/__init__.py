@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs
+from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.relu_kan import ReLUKANBlock, ReLUKANLayer
 
@@ -38,10 +38,4 @@ class UnfusedReLUKANLayer(FusedReLUKANLayer):
     FUSED = False
 
 
-register_impl("relu_kan", Impl(
-    "triton_unfused", block=swapped(ReLUKANBlock, ReLUKANLayer, UnfusedReLUKANLayer),
-    layer=swapped(ReLUKANLayer, ReLUKANLayer, UnfusedReLUKANLayer), **triton_runs(),
-    description="`triton`'s layer with its matmuls unfused: the bases written as a feature "
-                "tensor by a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
-                "Triton kernel",
-))
+register_impl("relu_kan", unfused_kan_impl(ReLUKANBlock, ReLUKANLayer, UnfusedReLUKANLayer, "the bases"))
