@@ -170,9 +170,9 @@ def target_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 # flags of ``kanbench run`` that leave the default's measurements as they are: where the results go, the console,
-# the device (only a CPU run is judged) and the default's own variants and preset named
-_SAME_PLAN_FLAGS = {"--out": None, "--no-progress": None, "--no-report": None, "--resume": None, "--device": None,
-                    "--variants": "all", "--preset": "default"}
+# the device (only a CPU run is judged) and the default's own variants and preset named (None: any value)
+_SAME_PLAN_SWITCHES = {"--no-progress", "--no-report", "--resume"}
+_SAME_PLAN_VALUES = {"--out": None, "--device": None, "--variants": "all", "--preset": "default"}
 
 
 def measures_the_default(command: str) -> bool:
@@ -185,14 +185,12 @@ def measures_the_default(command: str) -> bool:
     i = 0
     while i < len(words):
         flag = words[i]
-        if flag not in _SAME_PLAN_FLAGS:
-            return False
-        takes_value = flag not in ("--no-progress", "--no-report", "--resume")
-        if takes_value:
-            if i + 1 >= len(words) or _SAME_PLAN_FLAGS[flag] not in (None, words[i + 1]):
-                return False
+        if flag in _SAME_PLAN_SWITCHES:
             i += 1
-        i += 1
+            continue
+        if flag not in _SAME_PLAN_VALUES or i + 1 >= len(words) or _SAME_PLAN_VALUES[flag] not in (None, words[i + 1]):
+            return False
+        i += 2
     return True
 
 
