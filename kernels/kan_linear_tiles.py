@@ -9,10 +9,12 @@ Each kernel names three tile sizes, with its own meaning:
 With 16-bit operands on a GPU, Triton's autotuner times a small space per kernel and shape and keeps the fastest:
 on Hopper ``tl.dot`` issues wgmma only from 64-row tiles (the former 32 × 32 × 32 tile ran on mma.sync), and
 how much of the feature arithmetic a wide tile amortises is for the GPU to measure. Every tile in the spaces was
-compiled for sm_90 with ``python -m kanbench.kernels.aot`` (triton 3.9) for all four families: none spills, and
-each fits an H100's shared memory. fp32 operands (IEEE products on the CUDA cores, no tensor cores), the
-interpreter and the unfused layer's dx (kernels/kan_linear_unfused.py) keep one fixed tile per kernel (Triton's
-default 4 warps and 3 stages).
+compiled for sm_90 with ``python -m kanbench.kernels.aot`` for all four families, with triton 3.9 (CI's) and 3.6
+(torch 2.11's, the lent H100/H200 machines'): each fits an H100's shared memory, and none spills under 3.9; under
+3.6 one spills 56 B (ReLU-KAN's dx at 64 × 128 × 32), which the autotuner's timing weighs like any other cost;
+all emit wgmma. fp32 operands (IEEE products on the CUDA cores, no tensor cores), the interpreter and the unfused
+layer's dx (kernels/kan_linear_unfused.py) keep one fixed tile per kernel (Triton's default 4 warps and 3
+stages).
 
 Every dx tile has the same BLOCK_M: the ReLU family's per-row-block partial sums are allocated before the
 autotuner picks a tile.

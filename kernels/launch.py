@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,34 @@ FLOAT_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
 def interpreted() -> bool:
     """Whether Triton kernels run in the CPU emulator (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def interpreter_incompatibility(triton_version: str, numpy_version: str) -> str | None:
+    """Why Triton's interpreter cannot run under these versions, or None. Up to triton 3.6 the interpreter turns
+    a scalar argument or ``tl.num_programs`` (a one-element array) into a Python int with ``int(array)``, which
+    numpy 2.4 refuses ("only 0-dimensional arrays can be converted to Python scalars"): every kernel with a loop
+    bounded by an argument fails. A CUDA build of torch 2.11 pins triton 3.6, so a CPU machine with that wheel
+    and a current numpy meets it."""
+
+    def major_minor(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+    if major_minor(triton_version) >= (3, 7) or major_minor(numpy_version) < (2, 4):
+        return None
+    return (f"triton {triton_version}'s interpreter (TRITON_INTERPRET=1) cannot run under numpy {numpy_version} "
+            "(it converts one-element arrays to Python ints, which numpy 2.4 refuses): "
+            "pip install 'triton>=3.7' or 'numpy<2.4'")
+
+
+@functools.cache
+def installed_interpreter_incompatibility() -> str | None:
+    """:func:`interpreter_incompatibility` of the installed triton and numpy (None without triton)."""
+    try:
+        import numpy
+        import triton
+    except ImportError:
+        return None
+    return interpreter_incompatibility(triton.__version__, numpy.__version__)
 
 
 def sm_count(device: torch.device) -> int:
@@ -41,10 +70,13 @@ def needs_ieee_dot(dtype: torch.dtype) -> bool:
 def check_launchable(x: torch.Tensor, who: str) -> None:
     """A ValueError, before any launch, for tensors a Triton kernel cannot take: not on a CUDA device (a launch with
     meta or host pointers would corrupt the CUDA context instead of failing; the CPU is fine under
-    TRITON_INTERPRET=1), or not a float dtype the kernels compute in fp32."""
+    TRITON_INTERPRET=1), or not a float dtype the kernels compute in fp32; and a RuntimeError on the CPU where the
+    interpreter cannot run with the installed numpy (:func:`interpreter_incompatibility`)."""
     if x.device.type != "cuda" and not (interpreted() and x.device.type == "cpu"):
         raise ValueError(f"{who}: tensors must be on a CUDA device (or on the CPU under TRITON_INTERPRET=1), "
                          f"got {x.device.type}.")
+    if x.device.type == "cpu" and (reason := installed_interpreter_incompatibility()):
+        raise RuntimeError(f"{who}: {reason}.")
     if x.dtype not in FLOAT_INPUTS:
         raise ValueError(f"{who}: inputs must be float32, bfloat16 or float16, got {x.dtype}.")
 
@@ -59,6 +91,8 @@ def triton_unavailable(device: str) -> str | None:
     if device == "cpu" and not interpreted():
         return ("Triton kernels need a CUDA GPU; on a CPU they run only under TRITON_INTERPRET=1 (slow, for "
                 "correctness, not timing)")
+    if device == "cpu" and (reason := installed_interpreter_incompatibility()):
+        return reason
     if device == "cuda" and not torch.cuda.is_available():
         return "no CUDA device"
     return None

@@ -7,6 +7,7 @@ import pytest
 import torch
 from kernel_devices import CUDA, DEVICES, INTERPRETED, gpu
 
+from kanbench.kernels import launch
 from kanbench.kernels.grkan.rational_triton import rational_backward, rational_triton
 from kanbench.registry import create_block, get_variant
 from kanbench.variants.grkan import rational
@@ -102,6 +103,29 @@ def test_output_is_fully_written(device):
 def test_tensors_off_the_device_are_rejected_before_any_launch():
     with pytest.raises(ValueError, match="tensors must be on a CUDA device"):
         rational_triton(torch.randn(2, 16, device="meta"), torch.zeros(1, 6), torch.ones(8, 4))
+
+
+@pytest.mark.parametrize("triton_version, numpy_version, broken", [
+    ("3.6.0", "2.4.6", True), ("3.5.1", "2.5.0", True), ("3.6.0", "2.3.5", False), ("3.7.0", "2.4.6", False),
+    ("3.9.0", "2.4.6", False), ("3.6.0+git1234", "2.4.0rc1", True), ("3.10.0", "2.4.0", False),
+])
+def test_an_interpreter_that_cannot_run_under_the_installed_numpy_is_named(triton_version, numpy_version, broken):
+    # triton <= 3.6's interpreter calls int() on one-element arrays, which numpy 2.4 refuses: every kernel failed
+    # with "only 0-dimensional arrays can be converted to Python scalars" from inside Triton.
+    reason = launch.interpreter_incompatibility(triton_version, numpy_version)
+    assert (reason is not None) == broken
+    if broken:
+        assert f"triton {triton_version}" in reason and f"numpy {numpy_version}" in reason
+        assert "pip install 'triton>=3.7' or 'numpy<2.4'" in reason
+
+
+def test_a_broken_interpreter_is_a_skip_reason_and_a_clear_error_before_any_launch(monkeypatch):
+    reason = launch.interpreter_incompatibility("3.6.0", "2.4.6")
+    monkeypatch.setattr(launch, "installed_interpreter_incompatibility", lambda: reason)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert launch.triton_unavailable("cpu") == reason
+    with pytest.raises(RuntimeError, match=r"grkan triton: triton 3\.6\.0's interpreter"):
+        rational_triton(torch.randn(2, 16), torch.zeros(1, 6), torch.ones(8, 4))
 
 
 @pytest.mark.parametrize("device", DEVICES)
