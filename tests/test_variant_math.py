@@ -111,6 +111,21 @@ def test_af_kan_features_follow_quad1_and_min_max():
     assert layer.features(x).min() == 0 and layer.features(x).max() == 1
 
 
+
+def test_af_kan_on_two_inputs_passes_one_number_through_its_layernorm():
+    # The docstring's explanation of AF-KAN's kan-fit results: LayerNorm over z's two coordinates leaves
+    # (t, -t), t = d / sqrt(d^2 + 4 eps), d = z_0 - z_1, so the rest of the network sees one number per token.
+    torch.manual_seed(0)
+    layer = create_layer("af_kan", 2, 16)
+    seen = {}
+    layer.norm.register_forward_hook(lambda module, inputs, output: seen.update(z=inputs[0], out=output))
+    layer(torch.rand(512, 2))
+    z, out = seen["z"].detach(), seen["out"].detach()
+    d = z[:, 0] - z[:, 1]
+    t = d / torch.sqrt(d * d + 4 * layer.norm.eps)
+    assert torch.allclose(out, torch.stack([t, -t], dim=1), atol=1e-5)
+    assert float((t.abs() > 0.99).float().mean()) > 0.5  # mostly the sign of d at initialisation
+
 # --- GR-KAN -------------------------------------------------------------------------------------------------------
 def test_rational_identity_init_is_the_identity():
     x = torch.randn(4, 7, 16, dtype=torch.float64)
