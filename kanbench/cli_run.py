@@ -18,7 +18,7 @@ from rich.console import Console
 from kanbench import registry
 from kanbench.executors import EXECUTORS, get_executor
 from kanbench.executors.pool import untimed_pool
-from kanbench.harness import accuracy, contention, tuning
+from kanbench.harness import accuracy, contention, gpu_state, tuning
 from kanbench.harness.base import get_harness, harness_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
@@ -208,10 +208,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]warning: the machine is busy before the run ({busy.describe()}); timings taken "
                       "while it stays busy are measured again, then marked noisy. Publish only from an idle "
                       "machine.[/]")
+    gpu_at_start = gpu_state.snapshot(device)  # None on a CPU
+    if gpu_busy := gpu_state.busy_before_run(gpu_at_start):
+        console.print(f"[yellow]warning: {gpu_busy} ({gpu_state.describe(gpu_at_start)}); another job's kernels "
+                      "slow every timing and no row can show it. Publish only from an idle GPU.[/]")
     env["ceilings"] = measure_ceilings(device, dtypes)
     sessions = previous.get("sessions", [])
     session = {key: env[key] for key in ("time_utc", "git_commit", "command", "ceilings", "torch", "triton")}
     session["load_at_start"] = None if busy is None else busy.describe()
+    if gpu_at_start is not None:
+        session["gpu_at_start"] = gpu_at_start
     env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
     if previous:  # the first session's record stays the run's; later ones are in `sessions`
         env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
@@ -234,6 +240,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             env["nodes"] = {**env.get("nodes", {}), **executor.nodes}
             executor.close()
     env["wall_seconds"] = round(time.perf_counter() - started, 1)
+    if gpu_at_start is not None:  # clocks or reasons that changed during the run (a thermal slowdown, say)
+        session["gpu_at_end"] = gpu_state.snapshot(device)
     write_env(out_dir / "env.json", env)
     if skipped:
         console.print(f"resumed: {skipped} units already done were skipped")
