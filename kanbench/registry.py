@@ -114,6 +114,9 @@ class VariantSpec:
     # of tokens that fit a fixed memory budget (kanbench/harness/correctness.py), so an impl that needs no such
     # state is checked at the shapes where the reference alone would run out of memory.
     token_state: Callable[..., int] | None = None
+    # ``gate_upstream(truth_module, x, upstream) -> upstream``: the upstream gradient the correctness gate checks
+    # gradients with, given its random one and the float64 reference (AF-KAN's removes what rounding decides).
+    gate_upstream: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @property
     def forms(self) -> tuple[str, ...]:
@@ -172,6 +175,7 @@ def register(
     baseline: bool = False,
     preparations: tuple[Preparation, ...] = DEFAULT_PREPARATIONS,
     token_state: Callable[..., int] | None = None,
+    gate_upstream: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class decorator: register the decorated block constructor as variant ``name`` with a ``reference`` impl
     and a ``compiled`` one (``torch.compile`` of the reference, :mod:`kanbench.compiled`).
@@ -191,6 +195,7 @@ def register(
             last_layer_hparams=dict(last_layer_hparams or {}), op=op, op_cost=op_cost,
             input_kind=input_kind, edge_inputs=edge_inputs, extra_flop_metrics=extra_flop_metrics,
             baseline=baseline, preparations=tuple(preparations), token_state=token_state,
+            gate_upstream=gate_upstream,
         )
         spec.impls[REFERENCE] = Impl(REFERENCE, block=block, layer=layer, op=op, description="plain PyTorch")
         from kanbench.compiled import COMPILED, compiled_impl  # every variant, any added later too

@@ -24,9 +24,15 @@ For each configuration, at the exact shape that is measured (decode rows include
   1-D tensor is a row; the denominator is guarded, see below).
 - **Tolerance.** ``allowed = 2·e_ref + FLOOR`` (by dtype, and by whether the quantity is per token or a parameter
   gradient) where ``e_ref`` is the same criterion for the reference run in the impl's dtype on the same draw, the
-  larger of two runs: the tokens in their order and shuffled (a parameter gradient sums over tokens; an impl that
-  sums in another order, as compiled code does, is as right as the reference). The reference itself must give
+  largest of three runs: the tokens in their order, shuffled (a parameter gradient sums over tokens; an impl that
+  sums in another order, as compiled code does, is as right as the reference), and, where gradients are checked,
+  with every sum rounded as a sequential fp32 loop rounds it (:mod:`kanbench.harness.sequential_sums`: on a sum
+  that cancels, such a loop errs tens of times more than torch's pairwise sum). The reference itself must give
   finite outputs and gradients on every draw, else every impl of that configuration is an ``error``.
+- **Upstream gradient.** Random, seeded by the configuration; a variant may replace it (``gate_upstream``) where
+  some of its fp32 gradients are decided by rounding rather than by the math: AF-KAN's batch min-max sends each
+  extreme's whole gradient to whichever element rounds to the extreme, so its upstream is made orthogonal to the
+  output's sensitivity to those extremes, and every gradient then no longer depends on the winner.
 
 The row norm in the denominator is ``sqrt(‖truth_r‖² + (‖truth‖_rms / 4)²)``: a relative error ε in a row of
 typical size reads as ε, and a row of near-zero norm cannot produce a huge ratio from rounding alone. The largest
@@ -42,6 +48,7 @@ import torch
 
 from kanbench import registry
 from kanbench.harness.results import Config
+from kanbench.harness.sequential_sums import SequentialSums
 from kanbench.harness.workload import output_width, sample_input
 
 # Added to twice the reference's own error, per dtype, for (per-token quantities: outputs and the input gradient;
@@ -179,6 +186,15 @@ def _run_reordered(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Ten
     return got
 
 
+def _run_sequential(module: torch.nn.Module, x: torch.Tensor, upstream: torch.Tensor,
+                    backward: bool = True, rows: int | None = None) -> dict[str, torch.Tensor | None]:
+    """:func:`_run` with every sum rounded as a loop adding one term after another into an fp32 accumulator would
+    round it (:mod:`kanbench.harness.sequential_sums`): the order a kernel or compiled code may sum a parameter's
+    gradient in, whose error on a cancelling sum is many times that of torch's pairwise one."""
+    with SequentialSums():
+        return _run(module, x, upstream, backward, rows)
+
+
 def _non_finite(got: dict[str, torch.Tensor | None]) -> list[str]:
     return [k for k, v in got.items() if v is not None and not torch.isfinite(v).all()]
 
@@ -246,10 +262,14 @@ def check_against_reference(config: Config, module: torch.nn.Module, backward: b
     for index, (draw, x) in enumerate(gate_inputs(config)):
         x = x.to(dtype).double()  # the impl's input, exactly
         upstream = _upstream(config, x, index)
+        if backward and config.spec.gate_upstream is not None:
+            upstream = config.spec.gate_upstream(truth_module, x, upstream)
         truth = _run(truth_module, x, upstream, backward, rows)
         reference = _run(same_dtype, x.to(dtype), upstream, backward, rows) if dtype != torch.float64 else {}
         reordered = (_run_reordered(same_dtype, x.to(dtype), upstream, index, backward, rows)
                      if dtype != torch.float64 else {})
+        sequential = (_run_sequential(same_dtype, x.to(dtype), upstream, backward, rows)
+                      if dtype != torch.float64 and backward else {})
         in_dtype = _non_finite(reference)
         if in_dtype and not _non_finite(truth) and _out_of_range(config, draw):
             notes.append(f"{draw} draw skipped: outside {config.dtype}'s range ({', '.join(in_dtype)} overflow "
@@ -260,7 +280,7 @@ def check_against_reference(config: Config, module: torch.nn.Module, backward: b
             return GateResult(False, float("inf"), f"the reference gives NaN/Inf in {', '.join(bad)} on the {draw} "
                                                    "draw: nothing to check the impl against", "error")
         got = _run(module, x.to(dtype), upstream, backward)
-        errors, reference_errors, missing = _compare(got, truth, reference, reordered)
+        errors, reference_errors, missing = _compare(got, truth, reference, reordered, sequential)
         if missing:
             return GateResult(False, float("inf"), f"{draw} draw: missing work: {'; '.join(missing)}", "mismatch")
         for k, error in errors.items():

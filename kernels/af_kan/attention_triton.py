@@ -24,7 +24,7 @@ kernel recomputing R from x:
                           grads kernel computes: dw − Σ w ⊙ dw cancels, as z − μ does in the forward
               grads       elementwise given those (grid: rows × chunks):
                           dn = dh ⊙ act'(n),  dγ += dn ⊙ ẑ,  dδ += dn,  dẑ = γ ⊙ dn,  dz = rstd·(dẑ − (c2 + ẑ·c1)/d)
-                          dl = w ⊙ (dz ⊙ S − Σ w ⊙ dw),  dT = −Σ dl ⊙ l / T,  dq = dl/T,  dS = dz ⊙ w
+                          dl = w ⊙ (dz ⊙ S − Σ w ⊙ dw),  dT = −Σ dl ⊙ (l − l̄) / T,  dq = dl/T,  dS = dz ⊙ w
                           dF_ij = α_j·dq_i + dS_i,  dα_j += Σ_i dq_i F_ij,  dβ += Σ_i dq_i,  dR = dF·inv
                           dx_i += Σ_j dR_ij·(∂R/∂u − ∂R/∂v),  ds_j −= Σ dR·∂R/∂u,  de_j += Σ dR·∂R/∂v
               ties        the min-max's own gradient, dlo = Σ dF·(F − 1)·inv and dhi = −Σ dF·F·inv, shared evenly
@@ -43,7 +43,7 @@ import triton.language as tl
 from kanbench.kernels.af_kan.pointwise_triton import act, act_grad, feature, features
 
 BATCH, SAMPLE, NONE = 0, 1, 2  # NORM
-STATS = 6  # per row: lo, hi, m, Z, μ, rstd
+STATS = 7  # per row: lo, hi, m, Z, μ, rstd, l̄ (the logits' mean)
 
 
 @triton.jit
@@ -86,7 +86,7 @@ def _chunk(x, ok, s_ptr, e_ptr, alpha_ptr, beta, T, lo, inv, ACT: tl.constexpr, 
 def _row_chunk(x_ptr, stats_ptr, row, cols, d_in):
     """The chunk ``cols`` of row ``row``: x (fp32), its mask, and the row's stats."""
     x, ok = _row_x(x_ptr, row, cols, d_in)
-    st = stats_ptr + row * 6
+    st = stats_ptr + row * 7  # STATS
     lo, hi = tl.load(st), tl.load(st + 1)
     return x, ok, lo, hi, tl.load(st + 2), tl.load(st + 3), tl.load(st + 4), tl.load(st + 5)
 
@@ -136,12 +136,14 @@ def _row_stats_kernel(x_ptr, s_ptr, e_ptr, alpha_ptr, beta_ptr, t_ptr, range_ptr
         inv = 1.0 / (hi - lo)
         m = float("-inf")
         Z = 0.0
+        l_sum = 0.0
         for c0 in range(0, d_in, CHUNK):  # the softmax's max and normaliser, rescaled as the max grows
             x, ok = _row_x(x_ptr, row, c0 + tl.arange(0, CHUNK), d_in)
             _, l = _chunk(x, ok, s_ptr, e_ptr, alpha_ptr, beta, T, lo, inv, ACT, FUNC, N_BASES)
             m_new = tl.maximum(m, tl.max(l, axis=0))
             Z = Z * tl.exp(m - m_new) + tl.sum(tl.exp(l - m_new), axis=0)
             m = m_new
+            l_sum += tl.sum(tl.where(ok, l, 0.0), axis=0)
         seen = 0.0
         mean = 0.0
         m2 = 0.0
@@ -157,13 +159,14 @@ def _row_stats_kernel(x_ptr, s_ptr, e_ptr, alpha_ptr, beta_ptr, t_ptr, range_ptr
             mean += delta * count / total
             m2 += chunk_m2 + delta * delta * seen * count / total
             seen = total
-        st = stats_ptr + row * 6
+        st = stats_ptr + row * 7  # STATS
         tl.store(st, lo)
         tl.store(st + 1, hi)
         tl.store(st + 2, m)
         tl.store(st + 3, Z)
         tl.store(st + 4, mean)
         tl.store(st + 5, 1.0 / tl.sqrt(m2 / d_in + eps))
+        tl.store(st + 6, l_sum / d_in)
 
 
 @triton.jit
@@ -244,7 +247,8 @@ def _backward_kernel(x_ptr, s_ptr, e_ptr, alpha_ptr, beta_ptr, t_ptr, gamma_ptr,
         ddelta += dn
         dz = rstd * (dzhat - tl.load(sums_ptr + row * 3 + 1) - zhat * tl.load(sums_ptr + row * 3))
         dl = tl.where(ok, w * (dz * S - tl.load(sums_ptr + row * 3 + 2)), 0.0)
-        dT -= tl.sum(dl * tl.where(ok, l, 0.0), axis=0) / T
+        l_mean = tl.load(stats_ptr + row * 7 + 6)
+        dT -= tl.sum(dl * tl.where(ok, l - l_mean, 0.0), axis=0) / T  # Σ dl = 0: centred, nothing to cancel
         dq = dl / T
         dbeta += tl.sum(dq, axis=0)
         dS = dz * w
