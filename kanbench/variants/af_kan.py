@@ -168,6 +168,25 @@ def layer_cost(d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation
     return Cost(params, 2 * d_in * n + 2 * d_in * d_out, features + norm + attention + output)
 
 
+def _output_with_extreme_moved(module: nn.Module, x: torch.Tensor, layer: AFKANLayer, slot: int,
+                               sign: float) -> tuple[torch.Tensor, float]:
+    """``module(x)`` with ``layer``'s batch extreme ``slot`` (0: lo, 1: hi) moved by ``sign`` × 1e-6 of its range,
+    and that step."""
+    own, steps = layer.batch_extremes, []
+
+    def moved(batch: torch.Tensor) -> torch.Tensor:
+        extremes = own(batch).clone()
+        steps.append(1e-6 * float(extremes[1] - extremes[0]))
+        extremes[slot] += sign * steps[-1]
+        return extremes
+
+    layer.batch_extremes = moved  # the instance's own, for this forward only
+    try:
+        return module(x), steps[-1]
+    finally:
+        del layer.batch_extremes
+
+
 def extremes_blind_upstream(module: nn.Module, x: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
     """The correctness gate's upstream gradient made blind to the batch extremes (``gate_upstream``).
 
@@ -187,20 +206,9 @@ def extremes_blind_upstream(module: nn.Module, x: torch.Tensor, upstream: torch.
     with torch.no_grad():
         for layer in layers:
             for slot in (0, 1):  # lo, hi
-                ends = []
-                for sign in (1.0, -1.0):
-                    def moved(batch: torch.Tensor, own=layer.batch_extremes, slot=slot, sign=sign) -> torch.Tensor:
-                        extremes = own(batch).clone()
-                        moved.step = 1e-6 * float(extremes[1] - extremes[0])
-                        extremes[slot] += sign * moved.step
-                        return extremes
-
-                    layer.batch_extremes = moved  # the instance's own, for this forward only
-                    try:
-                        ends.append(module(x))
-                    finally:
-                        del layer.batch_extremes
-                columns.append(((ends[0] - ends[1]) / (2 * moved.step)).reshape(-1))
+                (up, step), (down, _) = (_output_with_extreme_moved(module, x, layer, slot, sign)
+                                         for sign in (1.0, -1.0))
+                columns.append(((up - down) / (2 * step)).reshape(-1))
     for layer, saved in zip(layers, buffers, strict=True):
         layer.running_extremes.copy_(saved)
     v = torch.stack(columns, dim=1)
