@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kanbench.kernels.interpreter_rounding import round_bf16_to_nearest
 from kanbench.registry import Impl
 
 FLOAT_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
@@ -77,6 +78,8 @@ def check_launchable(x: torch.Tensor, who: str) -> None:
                          f"got {x.device.type}.")
     if x.device.type == "cpu" and (reason := installed_interpreter_incompatibility()):
         raise RuntimeError(f"{who}: {reason}.")
+    if x.device.type == "cpu":
+        round_bf16_to_nearest()  # the interpreter's bf16 conversions as the GPU's (interpreter_rounding.py)
     if x.dtype not in FLOAT_INPUTS:
         raise ValueError(f"{who}: inputs must be float32, bfloat16 or float16, got {x.dtype}.")
 
@@ -93,6 +96,8 @@ def triton_unavailable(device: str) -> str | None:
                 "correctness, not timing)")
     if device == "cpu" and (reason := installed_interpreter_incompatibility()):
         return reason
+    if device == "cpu":
+        round_bf16_to_nearest()  # before any kernel, a peer package's included, runs in the interpreter
     if device == "cuda" and not torch.cuda.is_available():
         return "no CUDA device"
     return None
