@@ -51,6 +51,7 @@ from torch import nn
 
 from kanbench.costs import ELEMENTWISE, LAYER_NORM, REDUCTION, SOFTMAX, Cost
 from kanbench.preparation import MINMAX_UNIT, STANDARDIZE
+from kanbench.variants.precision import upcast
 from kanbench.variants.two_layer import register_layer_variant
 
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
@@ -126,9 +127,11 @@ class AFKANLayer(nn.Module):
         return torch.where(running.isnan(), batch, running.to(batch.dtype))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d_in) → (N, d_in, G+k) normalised features F."""
+        """(N, d_in) → (N, d_in, G+k) normalised features F, in x's dtype (fp32 for 16-bit parameters: see
+        :meth:`hidden`)."""
+        start, end = self.start.to(x.dtype), self.end.to(x.dtype)
         x = x.unsqueeze(-1)
-        feats = self.func(self.act(x - self.start), self.act(self.end - x))
+        feats = self.func(self.act(x - start), self.act(end - x))
         if self.func_norm == "batch":
             lo, hi = self.batch_extremes(torch.stack([feats.amin(), feats.amax()]))
             feats = (feats - lo) / (hi - lo)
@@ -140,16 +143,27 @@ class AFKANLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = x.reshape(-1, self.d_in)
+        return F.linear(self.hidden(x), self.base_weight).reshape(*lead, self.d_out)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, d_in) → h = act(LayerNorm(z)), (N, d_in) in x's dtype, for the output matmul ``h·Wᵀ``. Evaluated in
+        fp32 for 16-bit x (:mod:`kanbench.variants.precision`), as the Triton kernels do: the min-max, softmax and
+        LayerNorm each divide by a difference or a sum that bf16 would round first."""
+        out_dtype = x.dtype
+        x, temperature = upcast(x, self.temperature)
+        attention_weight, attention_bias, norm_weight, norm_bias = upcast(
+            self.attention.weight, self.attention.bias, self.norm.weight, self.norm.bias)
         feats = self.features(x)
-        scores = self.attention(feats).squeeze(-1)
+        scores = F.linear(feats, attention_weight, attention_bias).squeeze(-1)
         # softmax(scores / T) with each row's mean score taken off first: the same function (a per-row constant
         # does not move a softmax) and, exactly, the same gradients, but τ's gradient Σ_i ∂L/∂l_i · l_i / T then
         # sums terms without the row's common offset, which Σ_i ∂L/∂l_i = 0 would otherwise cancel in rounding
         shift = scores.detach().mean(dim=-1, keepdim=True)
-        logits = (scores - shift) / self.temperature.clamp(min=1.0)  # (N, d_in)
+        logits = (scores - shift) / temperature.clamp(min=1.0)  # (N, d_in)
         weights = torch.softmax(logits, dim=-1)  # over the input coordinates i
         z = (feats * weights.unsqueeze(-1)).sum(dim=-1)
-        return F.linear(self.act(self.norm(z)), self.base_weight).reshape(*lead, self.d_out)
+        normed = F.layer_norm(z, (self.d_in,), norm_weight, norm_bias, self.norm.eps)
+        return self.act(normed).to(out_dtype)
 
 
 def layer_cost(d_in: int, d_out: int, grid_size: int = 3, k: int = 3, activation: str = "silu",

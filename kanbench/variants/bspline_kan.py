@@ -26,6 +26,7 @@ from torch import nn
 
 from kanbench.costs import ELEMENTWISE, SILU, Cost
 from kanbench.preparation import MINMAX_SYMMETRIC, Preparation
+from kanbench.variants.precision import upcast
 from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"grid_size": 5, "spline_order": 3, "grid_range": (-1.0, 1.0), "scale_noise": 0.1, "scale_base": 1.0,
@@ -101,7 +102,9 @@ class BSplineKANLayer(nn.Module):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.d_in)
         base = F.linear(F.silu(x), self.base_weight)
-        bases = bspline_bases(x, self.grid.to(x.dtype), self.spline_order).reshape(x.shape[0], -1)
+        # the bases in fp32 for 16-bit x (kanbench.variants.precision), rounded once for the matmul
+        (wide,) = upcast(x)
+        bases = bspline_bases(wide, self.grid.to(wide.dtype), self.spline_order).reshape(x.shape[0], -1).to(x.dtype)
         weight = (self.spline_weight * self.spline_scaler.unsqueeze(-1)).reshape(self.d_out, -1)
         return (base + F.linear(bases, weight)).reshape(*lead, self.d_out)
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from kanbench.costs import SILU, Cost
 from kanbench.preparation import MINMAX_SYMMETRIC, STANDARDIZE
+from kanbench.variants.precision import upcast
 from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"degree": 5, "scale_base": 1.0, "scale_cheby": 1.0}
@@ -54,10 +55,13 @@ class ChebyKANLayer(nn.Module):
         nn.init.normal_(self.bias, 0.0, 1 / math.sqrt(d_in))
 
     def polynomials(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d_in) → (N, d_in, D+1): ``T_n(tanh(clamp(x)))`` by the trigonometric definition."""
-        theta = torch.acos(torch.tanh(x.clamp(-1.0, 1.0)))
-        orders = torch.arange(self.degree + 1, device=x.device, dtype=x.dtype)
-        return torch.cos(theta.unsqueeze(-1) * orders)
+        """(N, d_in) → (N, d_in, D+1): ``T_n(tanh(clamp(x)))`` by the trigonometric definition, in x's dtype;
+        evaluated in fp32 for 16-bit x (:mod:`kanbench.variants.precision`): θ and n·θ, each rounded in bf16, would
+        put up to 0.07 rad into the cosine's argument at n = 5."""
+        (wide,) = upcast(x)
+        theta = torch.acos(torch.tanh(wide.clamp(-1.0, 1.0)))
+        orders = torch.arange(self.degree + 1, device=x.device, dtype=wide.dtype)
+        return torch.cos(theta.unsqueeze(-1) * orders).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

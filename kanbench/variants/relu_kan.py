@@ -20,6 +20,7 @@ from torch import nn
 
 from kanbench.costs import Cost, linear_cost
 from kanbench.preparation import MINMAX_UNIT, STANDARDIZE
+from kanbench.variants.precision import upcast
 from kanbench.variants.two_layer import register_layer_variant
 
 DEFAULTS = {"grid_size": 5, "k": 3, "train_intervals": True}
@@ -56,10 +57,12 @@ class ReLUKANLayer(nn.Module):
         self.linear = nn.Linear(self.n_bases * d_in, d_out)
 
     def bases(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, d_in) → (N, G+k, d_in) basis values, basis index outer as in the paper's Conv2d layout."""
-        x = x.unsqueeze(-1)
-        bump = F.relu(self.end - x) * F.relu(x - self.start)  # (N, d_in, G+k)
-        return (bump * bump * self.r).transpose(1, 2)
+        """(N, d_in) → (N, G+k, d_in) basis values, basis index outer as in the paper's Conv2d layout, in x's
+        dtype; evaluated in fp32 for 16-bit x (:mod:`kanbench.variants.precision`): rounded after each of its five
+        ops in bf16, a basis value would carry five roundings of up to 0.2 % each instead of one."""
+        wide, start, end = upcast(x.unsqueeze(-1), self.start, self.end)
+        bump = F.relu(end - wide) * F.relu(wide - start)  # (N, d_in, G+k)
+        return (bump * bump * self.r).transpose(1, 2).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
