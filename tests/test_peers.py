@@ -79,6 +79,16 @@ def test_ikan_rational_refuses_the_other_sign_at_zero():
         op(torch.randn(8, 16, device=DEVICES[0]))
 
 
+@installed("ikan")
+@pytest.mark.skipif("cpu" not in DEVICES, reason="the CPU runs Triton only under TRITON_INTERPRET=1")
+def test_ikan_rational_in_bf16_on_the_interpreter_says_it_needs_a_gpu():
+    """ikan's kernel computes in bf16, which the interpreter runs on the bit patterns: its output there is garbage,
+    which the gate would read as ikan's NaN; a clear refusal says where its bf16 numbers can come from."""
+    op = Config("grkan", "ikan", "op", "cpu", "bf16", 8, 16, 16).build()
+    with pytest.raises(RuntimeError, match="bf16 numbers need a CUDA GPU"):
+        op(torch.randn(8, 16, dtype=torch.bfloat16))
+
+
 @pytest.mark.parametrize(("variant", "impl"), [pytest.param(v, i, marks=installed(m))
                                                for (v, i), (m, _) in PEERS.items()])
 def test_a_peer_goes_through_the_gate_and_its_verdict_is_recorded(tmp_path, variant, impl):

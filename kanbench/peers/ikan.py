@@ -100,6 +100,10 @@ class IkanGroupRational(GroupRational):
         if self.sign_at_zero != 1:
             raise ValueError(f"ikan's rational kernel takes sign(0) = +1: build grkan with sign_at_zero=1, got "
                              f"{self.sign_at_zero}.")
+        if x.device.type == "cpu" and x.dtype == torch.bfloat16:
+            raise RuntimeError("ikan's rational kernel computes in bf16, which Triton's CPU interpreter cannot (it "
+                               "runs bf16 arithmetic on the bit patterns, and its output is garbage): its bf16 "
+                               "numbers need a CUDA GPU.")
         groups = self.denominator.shape[0]
         numerator = self.numerator.repeat(groups // self.numerator.shape[0], 1)
         rational = ikan_module("rational_triton").RationalTriton1DGroup
