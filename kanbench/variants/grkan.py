@@ -37,6 +37,7 @@ from torch import nn
 
 from kanbench.costs import Cost, linear_cost
 from kanbench.registry import register
+from kanbench.variants.precision import upcast
 
 # Numerator a0..a5 and denominator b0..b3 of the inits, under the form above: the KAT authors' released fits
 # (``gelu`` is their "gelu_old" entry, the one that is GELU under this Q; their current "gelu" was fitted to the
@@ -104,8 +105,7 @@ def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor
     16-bit inputs are evaluated in fp32 and the result rounded back, as KAT's kernels and kanbench's do: in fp16,
     x⁵ (and so F and its coefficient gradients) overflows to inf above |x| ≈ 9.2."""
     out_dtype = x.dtype
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x, numerator, denominator = x.float(), numerator.float(), denominator.float()
+    x, numerator, denominator = upcast(x, numerator, denominator)
     groups = denominator.shape[0]
     xg = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
     a = numerator.unsqueeze(-1)  # (1|g, 6, 1): broadcasts over the channels of a group
