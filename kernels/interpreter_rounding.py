@@ -23,7 +23,7 @@ import numpy as np
 
 def rne_bf16_bits(values: np.ndarray) -> np.ndarray:
     """The bf16 bit patterns (uint16) nearest to the fp32 ``values``, ties to even; NaN stays a quiet NaN."""
-    bits = np.frombuffer(np.ascontiguousarray(values, dtype=np.float32).tobytes(), dtype=np.uint32).astype(np.uint64)
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
     rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
     nan = (bits & 0x7FFFFFFF) > 0x7F800000
     return np.where(nan, ((bits >> 16) | 0x40).astype(np.uint16), rounded).reshape(np.shape(values))
