@@ -21,5 +21,5 @@ def math_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def upcast(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Each tensor in :func:`math_dtype` of its own dtype (a no-op copy-free view for fp32 and fp64)."""
+    """Each tensor in :func:`math_dtype` of its own dtype (an fp32 or fp64 tensor is returned itself, no copy)."""
     return tuple(t.to(math_dtype(t.dtype)) for t in tensors)
