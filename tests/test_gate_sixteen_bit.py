@@ -57,3 +57,59 @@ def test_16_bit_features_are_rounded_once_from_fp32(variant):
     with torch.no_grad():
         error = correctness.rowwise_error(layer(x), truth(x.double()))
     assert error < 0.015, error
+
+
+# (variant, the gradient made wrong, by how much): each passes the worst-row check in bf16 at this shape, where a few
+# rows of the reference's own run err by tens of percent (README, "What can pass undetected"), and is an error in
+# most rows of that gradient, which the typical-row (median) check holds to what the other rows let the reference do.
+BLOCK_FAULTS = [("spark_ffn", "input", 1.1), ("spark_ffn", "K", 1.15), ("cheby_kan", "input", 1.1),
+                ("cheby_kan", "fc1.cheby_coeffs", 1.25), ("fourier_kan", "fc1.fourier_coeffs", 1.25)]
+
+
+def wrong_gradient(variant: str, target: str, factor: float):
+    """A block constructor: the reference block whose gradient of ``target`` (a parameter, or ``input``) comes out
+    ``factor`` times too large, its output untouched (a wrong backward kernel)."""
+    build = registry.get_variant(variant).impls[registry.REFERENCE].block
+
+    def make(*args, **hparams):
+        block = build(*args, **hparams)
+        if target != "input":
+            block.get_parameter(target).register_hook(lambda grad: grad * factor)
+            return block
+        forward = block.forward
+
+        def scaled_input_gradient(x):
+            if x.requires_grad:
+                x.register_hook(lambda grad: grad * factor)
+            return forward(x)
+
+        block.forward = scaled_input_gradient
+        return block
+
+    return make
+
+
+@pytest.mark.parametrize(("variant", "target", "factor"), BLOCK_FAULTS)
+def test_an_error_in_most_rows_of_a_16_bit_block_gradient_is_caught_beside_rows_the_dtype_flips(
+        variant, target, factor):
+    registry.register_impl(variant, registry.Impl("off", block=wrong_gradient(variant, target, factor)))
+    try:
+        config = Config(variant, "off", "block", "cpu", "bf16", 64, 128, 512)
+        torch.manual_seed(0)
+        result = correctness.gate(config, config.build())
+    finally:
+        registry.unregister_impl(variant, "off")
+    quantity = "grad_input" if target == "input" else f"grad_{target}"
+    assert result.status == "mismatch" and quantity in result.message, result.message
+    assert "median row" in result.message, result.message  # the worst-row check alone lets it through
+
+
+def test_the_typical_row_sees_an_error_in_every_row_that_one_flipped_row_of_the_reference_hides():
+    truth = torch.randn(64, 32, dtype=torch.float64)
+    reference = truth * (1 + 1e-3 * torch.randn(64, 32, dtype=torch.float64))  # rounding in every row
+    reference[5] = -truth[5]  # one row flipped, as a neuron beside Spark's threshold does
+    wrong = truth * 1.1  # 10 % off in every row: under the reference's worst row, far over its typical one
+    own, impl = correctness.row_errors(reference, truth), correctness.row_errors(wrong, truth)
+    assert impl.worst < own.worst and impl.typical > 10 * own.typical
+    assert impl.typical == pytest.approx(0.1, rel=0.1) and own.typical < 3e-3
+    assert correctness.row_errors(wrong[:, :3], truth) == correctness.RowErrors(float("inf"), float("inf"))
