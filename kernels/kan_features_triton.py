@@ -27,7 +27,9 @@ CHEBY (Chebyshev KAN, kanbench/variants/cheby_kan.py): feature j ≥ 1 is T_n(t)
 
     T_0 = 1,  T_1 = t,   T_{m+1} = 2t·T_m − T_{m−1}
     ∂T_n/∂t = n·U_{n−1}(t),   U_0 = 1,  U_1 = 2t,  U_{m+1} = 2t·U_m − U_{m−1}
-    ∂t/∂x = 1 − t² on −1 ≤ x ≤ 1 (both ends included, as torch's clamp passes its gradient there), 0 outside
+    ∂t/∂x = 1 − t² on −1 < x < 1, 0 outside; at exactly ±1 whatever the installed torch's clamp gives, since the
+    reference's clamp is torch's: 1 − t² up to torch 2.13 (subgradient 1 at a bound), 0 from torch 2.14 (the
+    minimum-norm subgradient, pytorch/pytorch#184574). Probed once at import (CLAMP_PASSES_AT_BOUNDS).
 
 FOURIER (Fourier KAN, kanbench/variants/fourier_kan.py): features 1..F are cos(f·x), F+1..2F are sin(f·x),
 f = 1..F, with slopes −f·sin(f·x) and f·cos(f·x).
@@ -37,10 +39,26 @@ Everything here is fp32.
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 
 RELU, BSPLINE, CHEBY, FOURIER = 0, 1, 2, 3  # FAMILY
+
+
+def torch_clamp_passes_at_bounds() -> bool:
+    """Whether the installed torch's ``clamp`` passes the gradient of an input exactly at a bound (both bounds
+    checked; they changed together)."""
+    x = torch.tensor([-1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    x.clamp(-1.0, 1.0).sum().backward()
+    lower, upper = x.grad.tolist()
+    if lower != upper:
+        raise RuntimeError(f"torch's clamp passes {lower} of the gradient at its lower bound and {upper} at its upper "
+                           "one; the Chebyshev kernels know only the same convention at both")
+    return lower == 1.0
+
+
+CLAMP_PASSES_AT_BOUNDS = tl.constexpr(torch_clamp_passes_at_bounds())
 
 
 @triton.jit
@@ -137,7 +155,10 @@ def basis_slope(x, j, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr):
         slope = (_cardinal(u, ORDER - 1) - _cardinal(u - 1.0, ORDER - 1)) / h
     elif FAMILY == 2:
         t = _squashed(x)
-        inside = (x >= -1.0) & (x <= 1.0)
+        if CLAMP_PASSES_AT_BOUNDS:
+            inside = (x >= -1.0) & (x <= 1.0)
+        else:
+            inside = (x > -1.0) & (x < 1.0)
         slope = tl.where(inside, _chebyshev_slope(t, j - 1, ORDER) * (1.0 - t * t), 0.0)
     else:
         f = tl.where(j > ORDER, j - ORDER, j).to(tl.float32)

@@ -1,6 +1,7 @@
 """The Chebyshev and Fourier KANs' fused Triton layers (kernels/kan_linear_triton.py's CHEBY and FOURIER families)
 against the float64 reference: output, dx and every parameter gradient at widths that are not tile multiples, with
-Chebyshev inputs exactly on the clamp's corners (±1, where torch passes the gradient) and beyond them, and Fourier
+Chebyshev inputs exactly on the clamp's corners (±1, where the installed torch decides whether the gradient
+passes) and beyond them, and Fourier
 inputs over several periods; degrees and frequency counts down to the smallest; fp32, bf16, fp16 through the gate.
 
 Without a GPU these run under TRITON_INTERPRET=1 (set in conftest.py) at small sizes; the `gpu` test runs the
@@ -40,10 +41,10 @@ def test_forward_and_every_gradient_match_the_float64_reference(device, variant,
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_the_chebyshev_gradient_passes_at_the_clamps_corners_and_stops_beyond(device):
-    """Input gradient of one coordinate, alone: at ±1 torch's clamp passes it (only the SiLU path and the
-    polynomials'), beyond ±1 only the SiLU path is left; the per-coordinate check that a norm over a whole
-    tensor could blur."""
+def test_the_chebyshev_gradient_at_the_clamps_corners_is_torchs_and_stops_beyond(device):
+    """Input gradient of one coordinate, alone: at ±1 the installed torch's clamp decides whether the polynomials'
+    part passes (up to torch 2.13 it does, from 2.14 it does not), beyond ±1 only the SiLU path is left; the
+    per-coordinate check that a norm over a whole tensor could blur."""
     torch.manual_seed(0)
     reference = create_layer("cheby_kan", 1, 3, degree=3).double()
     fused = create_layer("cheby_kan", 1, 3, impl="triton", degree=3)
@@ -53,6 +54,45 @@ def test_the_chebyshev_gradient_passes_at_the_clamps_corners_and_stops_beyond(de
     truth = outputs_and_grads(reference, x, dy)["dx"]
     got = outputs_and_grads(fused.to(device), x.float().to(device), dy.float().to(device))["dx"].double().cpu()
     torch.testing.assert_close(got, truth, rtol=1e-5, atol=1e-6)
+
+
+def clamp_with(passes_at_bounds: bool):
+    """A ``Tensor.clamp`` with the given gradient at a bound: 1 (torch up to 2.13) or 0 (torch 2.14 on)."""
+    original = torch.Tensor.clamp
+
+    def clamp(self, low, high):
+        inside = (self >= low) & (self <= high) if passes_at_bounds else (self > low) & (self < high)
+        return torch.where(inside, self, original(self.detach(), low, high))
+
+    return clamp
+
+
+def test_the_chebyshev_kernels_take_either_clamp_convention_at_the_corners(monkeypatch):
+    """torch 2.14 moved clamp's gradient at a bound from 1 to 0 (pytorch/pytorch#184574) and the kernels follow the
+    installed torch (kernels/kan_features_triton.py probes it at import): each convention in turn, kernel against a
+    reference whose clamp has it, so the branch the installed torch does not take is checked too. Under the
+    interpreter only, which reads the constant when the kernel runs (a compiled kernel has it baked in)."""
+    import triton.language as tl
+
+    from kanbench.kernels import kan_features_triton
+
+    torch.manual_seed(0)
+    reference = create_layer("cheby_kan", 1, 3, degree=3).double()
+    fused = create_layer("cheby_kan", 1, 3, impl="triton", degree=3)
+    fused.load_state_dict(reference.state_dict())
+    x = torch.tensor([[-1.5], [-1.0], [0.5], [1.0], [1.5]], dtype=torch.float64)
+    dy = torch.ones(5, 3, dtype=torch.float64)
+    truths = {}
+    for passes in (True, False):
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.Tensor, "clamp", clamp_with(passes))
+            truths[passes] = outputs_and_grads(reference, x, dy)["dx"]
+        with monkeypatch.context() as patch:
+            patch.setattr(kan_features_triton, "CLAMP_PASSES_AT_BOUNDS", tl.constexpr(passes))
+            got = outputs_and_grads(fused, x.float(), dy.float())["dx"].double()
+        torch.testing.assert_close(got, truths[passes], rtol=1e-5, atol=1e-6)
+    differ = (truths[True] - truths[False]).abs().flatten() > 1e-3
+    assert differ.tolist() == [False, True, False, True, False]  # the two conventions part at the corners alone
 
 
 @pytest.mark.parametrize("device", DEVICES)
