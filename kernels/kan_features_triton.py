@@ -48,10 +48,12 @@ RELU, BSPLINE, CHEBY, FOURIER = 0, 1, 2, 3  # FAMILY
 
 def torch_clamp_passes_at_bounds() -> bool:
     """Whether the installed torch's ``clamp`` passes the gradient of an input exactly at a bound (both bounds
-    checked; they changed together)."""
-    x = torch.tensor([-1.0, 1.0], dtype=torch.float64, requires_grad=True)
-    x.clamp(-1.0, 1.0).sum().backward()
-    lower, upper = x.grad.tolist()
+    checked; they changed together). Gradients on whatever mode the import happens in (a first kernel call under
+    ``torch.no_grad()`` imports this module)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x = torch.tensor([-1.0, 1.0], dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(x.clamp(-1.0, 1.0).sum(), x)
+    lower, upper = grad.tolist()
     if lower != upper:
         raise RuntimeError(f"torch's clamp passes {lower} of the gradient at its lower bound and {upper} at its upper "
                            "one; the Chebyshev kernels know only the same convention at both")

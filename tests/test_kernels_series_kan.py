@@ -110,3 +110,18 @@ def test_gpu_block_at_a_transformer_shape_passes_the_gate(variant):
     config = Config(variant, "triton", "block", "cuda", "bf16", 512, 256, 1024)
     result = check_against_reference(config, config.build())
     assert result.ok, result.message
+
+
+def test_the_clamp_probe_reads_the_same_convention_whatever_grad_mode_imports_it():
+    """A kernel's first call may come under ``torch.no_grad()`` or inference mode (the gate's inference run, a Ray
+    worker's first unit), and the module, with its probe, is imported then: the probe must not need grad mode."""
+    from kanbench.kernels.kan_features_triton import torch_clamp_passes_at_bounds
+
+    expected = torch_clamp_passes_at_bounds()
+    with torch.no_grad():
+        assert torch_clamp_passes_at_bounds() == expected
+    with torch.inference_mode():
+        assert torch_clamp_passes_at_bounds() == expected
+    x = torch.tensor([1.0], requires_grad=True)
+    torch.clamp(x, -1.0, 1.0).sum().backward()
+    assert expected == (x.grad.item() == 1.0)
