@@ -25,6 +25,7 @@ from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_en
 from kanbench.harness.plan import make_plan
 from kanbench.harness.presets import PRESETS, get_preset
 from kanbench.harness.runner import Runner
+from kanbench.names import UnknownNameError, unknown_name_message
 
 RESULTS_ROOT = Path("results") / "runs"
 
@@ -152,13 +153,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     dtypes = _split(args.dtype) or list(preset.dtypes)
     for d in dtypes:
         if d not in DTYPES:
-            raise registry.UnknownNameError(registry.unknown_name_message("dtype", d, DTYPES))
+            raise UnknownNameError(unknown_name_message("dtype", d, DTYPES))
     impls = _split(args.impl)
     if impls:
         known_impls = {i for v in variants for i in registry.get_variant(v).impl_names()}
         for impl in impls:
             if impl not in known_impls:
-                raise registry.UnknownNameError(registry.unknown_name_message("impl", impl, known_impls))
+                raise UnknownNameError(unknown_name_message("impl", impl, sorted(known_impls)))
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
     if args.threads is not None and args.threads < 1:

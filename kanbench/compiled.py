@@ -212,7 +212,7 @@ def compiled(build: Callable[..., nn.Module] | None) -> Callable[..., nn.Module]
 def compiled_impl(block: Callable[..., nn.Module], layer: Callable[..., nn.Module] | None,
                   op: Callable[..., nn.Module] | None) -> Any:
     """The ``compiled`` :class:`~kanbench.registry.Impl` of a variant with these reference constructors."""
-    from kanbench.registry import Impl
+    from kanbench.impl import Impl
 
     return Impl(COMPILED, block=compiled(block), layer=compiled(layer), op=compiled(op),
                 unavailable=compile_unavailable,

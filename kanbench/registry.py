@@ -10,7 +10,6 @@ Asking for an impl that cannot run here is an error, never a silent fallback to 
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 from collections.abc import Callable, Iterable
@@ -21,57 +20,11 @@ import torch
 from torch import nn
 
 from kanbench.costs import Cost
+from kanbench.impl import Impl
+from kanbench.names import UnknownNameError, unknown_name_message
 from kanbench.preparation import DEFAULT_PREPARATIONS, Preparation
 
-ALL_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 REFERENCE = "reference"  # every variant's readable PyTorch impl: the truth every other impl is checked against
-
-
-class UnknownNameError(ValueError):
-    """An unknown variant or impl name; the message lists the known names and the nearest match."""
-
-
-def unknown_name_message(kind: str, name: str, known: Iterable[str], plural: str | None = None) -> str:
-    """``unknown KIND 'NAME'. Did you mean 'NEAREST'? Known KINDs: ...`` (the known names in the order given)."""
-    known = list(known)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"unknown {kind} '{name}'.{hint} Known {plural or kind + 's'}: {', '.join(known)}."
-
-
-@dataclass(frozen=True)
-class Impl:
-    """One implementation of a variant: its constructors and where it can run."""
-
-    name: str
-    block: Callable[..., nn.Module] | None
-    layer: Callable[..., nn.Module] | None = None
-    op: Callable[..., nn.Module] | None = None
-    devices: tuple[str, ...] = ("cpu", "cuda")
-    dtypes: tuple[torch.dtype, ...] = ALL_DTYPES
-    # Returns why the impl cannot run on this machine (missing package, no GPU), or None when it can.
-    unavailable: Callable[[str], str | None] = lambda device: None
-    description: str = ""
-    # The installed package this impl measures (an adapter in kanbench/peers/, its distribution's name as pip
-    # knows it); None for kanbench's own impls.
-    package: str | None = None
-    # Returns why a timing on this device would not measure the impl (a kernel emulated by the Triton interpreter on
-    # a CPU), or None. Such configurations are checked for correctness but not timed.
-    emulated: Callable[[str], str | None] = lambda device: None
-
-    def has_form(self, form: str) -> bool:
-        """Whether this impl builds ``form`` (block, layer or op): a fused layer kernel has no op form, say."""
-        return getattr(self, form, None) is not None
-
-    def why_not(self, device: str, dtype: torch.dtype | None = None) -> str | None:
-        """Why this impl cannot run on ``device`` in ``dtype``; None when it can."""
-        device_type = torch.device(device).type
-        if device_type not in self.devices:
-            return f"impl '{self.name}' runs on {', '.join(self.devices)}, not {device_type}"
-        if dtype is not None and dtype not in self.dtypes:
-            names = ", ".join(str(d).removeprefix("torch.") for d in self.dtypes)
-            return f"impl '{self.name}' supports dtypes {names}, not {str(dtype).removeprefix('torch.')}"
-        return self.unavailable(device_type)
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from kanbench.impl import Impl
 from kanbench.kernels.interpreter_rounding import round_bf16_to_nearest
-from kanbench.registry import Impl
 
 FLOAT_INPUTS = (torch.float32, torch.bfloat16, torch.float16)
 

@@ -43,8 +43,8 @@ from kanbench.harness.context import RunContext, describe, status_of
 from kanbench.harness.models import CharLM, TinyViT, build_network, network_cost
 from kanbench.harness.results import Config
 from kanbench.harness.training import LM_CONTEXT, NonFiniteLoss, load_data, train
+from kanbench.names import UnknownNameError, unknown_name_message
 from kanbench.preparation import STANDARDIZE, Preparation
-from kanbench.registry import UnknownNameError, unknown_name_message
 
 RETAKES = 2  # more trainings of a final run whose clock the machine disturbed, as the latency harness re-measures
 

@@ -16,7 +16,7 @@ import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kanbench.harness.results import Config
-from kanbench.registry import UnknownNameError, unknown_name_message
+from kanbench.names import UnknownNameError, unknown_name_message
 
 if TYPE_CHECKING:  # the context and the plan import harness modules' neighbours; only types are needed here
     from kanbench.harness.context import RunContext

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from kanbench.registry import UnknownNameError, unknown_name_message
+from kanbench.names import UnknownNameError, unknown_name_message
 
 MODES = ("fwd_no_grad", "fwd_bwd", "decode")
 GRADIENT_MODES = ("fwd_bwd",)  # the modes that run a backward (the others time forwards under no_grad)
