@@ -8,7 +8,8 @@ from collections.abc import Iterable
 
 
 class UnknownNameError(ValueError):
-    """An unknown variant or impl name; the message lists the known names and the nearest match."""
+    """An unknown name (variant, impl, harness, preset, task, dtype); the message lists the known names and the
+    nearest match."""
 
 
 def unknown_name_message(kind: str, name: str, known: Iterable[str], plural: str | None = None) -> str:

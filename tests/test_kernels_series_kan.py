@@ -1,8 +1,8 @@
 """The Chebyshev and Fourier KANs' fused Triton layers (kernels/kan_linear_triton.py's CHEBY and FOURIER families)
 against the float64 reference: output, dx and every parameter gradient at widths that are not tile multiples, with
 Chebyshev inputs exactly on the clamp's corners (±1, where the installed torch decides whether the gradient
-passes) and beyond them, and Fourier
-inputs over several periods; degrees and frequency counts down to the smallest; fp32, bf16, fp16 through the gate.
+passes) and beyond them, and Fourier inputs over several periods; degrees and frequency counts down to the
+smallest; fp32, bf16, fp16 through the gate.
 
 Without a GPU these run under TRITON_INTERPRET=1 (set in conftest.py) at small sizes; the `gpu` test runs the
 compiled kernels on a CUDA device and skips without one."""
@@ -40,15 +40,22 @@ def test_forward_and_every_gradient_match_the_float64_reference(device, variant,
     assert_matches_float64(reference, fused, x, dy, device)
 
 
+def one_coordinate_chebyshev_pair():
+    """A one-input Chebyshev layer (degree 3, three outputs): the float64 reference and the fused kernel with its
+    weights, so that each row of ``dx`` is one coordinate's gradient."""
+    torch.manual_seed(0)
+    reference = create_layer("cheby_kan", 1, 3, degree=3).double()
+    fused = create_layer("cheby_kan", 1, 3, impl="triton", degree=3)
+    fused.load_state_dict(reference.state_dict())
+    return reference, fused
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_chebyshev_gradient_at_the_clamps_corners_is_torchs_and_stops_beyond(device):
     """Input gradient of one coordinate, alone: at ±1 the installed torch's clamp decides whether the polynomials'
     part passes (up to torch 2.13 it does, from 2.14 it does not), beyond ±1 only the SiLU path is left; the
     per-coordinate check that a norm over a whole tensor could blur."""
-    torch.manual_seed(0)
-    reference = create_layer("cheby_kan", 1, 3, degree=3).double()
-    fused = create_layer("cheby_kan", 1, 3, impl="triton", degree=3)
-    fused.load_state_dict(reference.state_dict())
+    reference, fused = one_coordinate_chebyshev_pair()
     x = torch.tensor([[-1.5], [-1.0], [1.0], [1.5]], dtype=torch.float64)
     dy = torch.ones(4, 3, dtype=torch.float64)
     truth = outputs_and_grads(reference, x, dy)["dx"]
@@ -78,10 +85,7 @@ def test_the_chebyshev_kernels_take_either_clamp_convention_at_the_corners(monke
 
     from kanbench.kernels import kan_features_triton
 
-    torch.manual_seed(0)
-    reference = create_layer("cheby_kan", 1, 3, degree=3).double()
-    fused = create_layer("cheby_kan", 1, 3, impl="triton", degree=3)
-    fused.load_state_dict(reference.state_dict())
+    reference, fused = one_coordinate_chebyshev_pair()
     x = torch.tensor([[-1.5], [-1.0], [0.5], [1.0], [1.5]], dtype=torch.float64)
     dy = torch.ones(5, 3, dtype=torch.float64)
     truths = {}
