@@ -27,9 +27,10 @@ CHEBY (Chebyshev KAN, kanbench/variants/cheby_kan.py): feature j ≥ 1 is T_n(t)
 
     T_0 = 1,  T_1 = t,   T_{m+1} = 2t·T_m − T_{m−1}
     ∂T_n/∂t = n·U_{n−1}(t),   U_0 = 1,  U_1 = 2t,  U_{m+1} = 2t·U_m − U_{m−1}
-    ∂t/∂x = 1 − t² on −1 < x < 1, 0 outside; at exactly ±1 whatever the installed torch's clamp gives, since the
-    reference's clamp is torch's: 1 − t² up to torch 2.13 (subgradient 1 at a bound), 0 from torch 2.14 (the
-    minimum-norm subgradient, pytorch/pytorch#184574). Probed once at import (CLAMP_PASSES_AT_BOUNDS).
+    ∂t/∂x = 1 − t² on −1 < x < 1, 0 outside; at exactly ±1, (1 − t²)·g with g the subgradient the installed
+    torch's clamp gives there, since the reference's clamp is torch's: g = 1 up to torch 2.13, 0 from torch 2.14
+    (the minimum-norm subgradient, pytorch/pytorch#184574). Probed once at import, each bound on its own
+    (CLAMP_GRAD_AT_LOWER, CLAMP_GRAD_AT_UPPER), so any convention a later torch takes is followed, not refused.
 
 FOURIER (Fourier KAN, kanbench/variants/fourier_kan.py): features 1..F are cos(f·x), F+1..2F are sin(f·x),
 f = 1..F, with slopes −f·sin(f·x) and f·cos(f·x).
@@ -46,21 +47,18 @@ import triton.language as tl
 RELU, BSPLINE, CHEBY, FOURIER = 0, 1, 2, 3  # FAMILY
 
 
-def torch_clamp_passes_at_bounds() -> bool:
-    """Whether the installed torch's ``clamp`` passes the gradient of an input exactly at a bound (both bounds
-    checked; they changed together). Gradients on whatever mode the import happens in (a first kernel call under
-    ``torch.no_grad()`` imports this module)."""
+def torch_clamp_gradients_at_bounds() -> tuple[float, float]:
+    """The gradient the installed torch's ``clamp(x, −1, 1)`` passes to an input exactly at its lower and at its upper
+    bound. Gradients on whatever mode the import happens in (a first kernel call under ``torch.no_grad()`` imports
+    this module)."""
     with torch.inference_mode(False), torch.enable_grad():
         x = torch.tensor([-1.0, 1.0], dtype=torch.float64, requires_grad=True)
         (grad,) = torch.autograd.grad(x.clamp(-1.0, 1.0).sum(), x)
     lower, upper = grad.tolist()
-    if lower != upper:
-        raise RuntimeError(f"torch's clamp passes {lower} of the gradient at its lower bound and {upper} at its upper "
-                           "one; the Chebyshev kernels know only the same convention at both")
-    return lower == 1.0
+    return lower, upper
 
 
-CLAMP_PASSES_AT_BOUNDS = tl.constexpr(torch_clamp_passes_at_bounds())
+CLAMP_GRAD_AT_LOWER, CLAMP_GRAD_AT_UPPER = (tl.constexpr(g) for g in torch_clamp_gradients_at_bounds())
 
 
 @triton.jit
@@ -157,11 +155,10 @@ def basis_slope(x, j, t0, h, FAMILY: tl.constexpr, ORDER: tl.constexpr):
         slope = (_cardinal(u, ORDER - 1) - _cardinal(u - 1.0, ORDER - 1)) / h
     elif FAMILY == 2:
         t = _squashed(x)
-        if CLAMP_PASSES_AT_BOUNDS:
-            inside = (x >= -1.0) & (x <= 1.0)
-        else:
-            inside = (x > -1.0) & (x < 1.0)
-        slope = tl.where(inside, _chebyshev_slope(t, j - 1, ORDER) * (1.0 - t * t), 0.0)
+        clamp_grad = tl.where((x > -1.0) & (x < 1.0), 1.0, 0.0)
+        clamp_grad = tl.where(x == -1.0, CLAMP_GRAD_AT_LOWER, clamp_grad)
+        clamp_grad = tl.where(x == 1.0, CLAMP_GRAD_AT_UPPER, clamp_grad)
+        slope = tl.where(clamp_grad != 0.0, _chebyshev_slope(t, j - 1, ORDER) * (1.0 - t * t) * clamp_grad, 0.0)
     else:
         f = tl.where(j > ORDER, j - ORDER, j).to(tl.float32)
         slope = tl.where(j > ORDER, f * tl.cos(f * x), -f * tl.sin(f * x))

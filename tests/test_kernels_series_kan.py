@@ -63,24 +63,32 @@ def test_the_chebyshev_gradient_at_the_clamps_corners_is_torchs_and_stops_beyond
     torch.testing.assert_close(got, truth, rtol=1e-5, atol=1e-6)
 
 
-def clamp_with(passes_at_bounds: bool):
-    """A ``Tensor.clamp`` with the given gradient at a bound: 1 (torch up to 2.13) or 0 (torch 2.14 on)."""
+def clamp_with(at_lower: float, at_upper: float):
+    """A ``Tensor.clamp`` that passes the gradient ``at_lower`` to an input exactly at its lower bound and
+    ``at_upper`` at its upper one (1 at both up to torch 2.13, 0 at both from 2.14; the others are for a torch that
+    splits them)."""
     original = torch.Tensor.clamp
 
     def clamp(self, low, high):
-        inside = (self >= low) & (self <= high) if passes_at_bounds else (self > low) & (self < high)
-        return torch.where(inside, self, original(self.detach(), low, high))
+        passed = torch.where((self > low) & (self < high), 1.0, 0.0).to(self.dtype)
+        passed = torch.where(self == low, at_lower, passed)
+        passed = torch.where(self == high, at_upper, passed)
+        return original(self.detach(), low, high) + passed * (self - self.detach())  # value clamped, slope passed
 
     return clamp
 
 
-@pytest.mark.skipif(not INTERPRETED, reason="flips a constant the interpreter reads at run time; a compiled "
+CONVENTIONS = [(1.0, 1.0), (0.0, 0.0), (1.0, 0.0), (0.0, 0.5)]  # clamp's gradient at (−1, +1)
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="flips constants the interpreter reads at run time; a compiled "
                     "kernel bakes in the installed torch's, which the corners test above checks on the GPU")
-def test_the_chebyshev_kernels_take_either_clamp_convention_at_the_corners(monkeypatch):
+def test_the_chebyshev_kernels_take_any_clamp_convention_at_the_corners(monkeypatch):
     """torch 2.14 moved clamp's gradient at a bound from 1 to 0 (pytorch/pytorch#184574) and the kernels follow the
-    installed torch (kernels/kan_features_triton.py probes it at import): each convention in turn, kernel against a
-    reference whose clamp has it, so the branch the installed torch does not take is checked too. Under the
-    interpreter only, which reads the constant when the kernel runs (a compiled kernel has it baked in)."""
+    installed torch (kernels/kan_features_triton.py probes each bound at import): each convention in turn, kernel
+    against a reference whose clamp has it, so the ones the installed torch does not take are checked too,
+    including bounds that disagree. Under the interpreter only, which reads the constants when the kernel runs (a
+    compiled kernel has them baked in)."""
     import triton.language as tl
 
     from kanbench.kernels import kan_features_triton
@@ -89,16 +97,19 @@ def test_the_chebyshev_kernels_take_either_clamp_convention_at_the_corners(monke
     x = torch.tensor([[-1.5], [-1.0], [0.5], [1.0], [1.5]], dtype=torch.float64)
     dy = torch.ones(5, 3, dtype=torch.float64)
     truths = {}
-    for passes in (True, False):
+    for lower, upper in CONVENTIONS:
         with monkeypatch.context() as patch:
-            patch.setattr(torch.Tensor, "clamp", clamp_with(passes))
-            truths[passes] = outputs_and_grads(reference, x, dy)["dx"]
+            patch.setattr(torch.Tensor, "clamp", clamp_with(lower, upper))
+            truths[lower, upper] = outputs_and_grads(reference, x, dy)["dx"]
         with monkeypatch.context() as patch:
-            patch.setattr(kan_features_triton, "CLAMP_PASSES_AT_BOUNDS", tl.constexpr(passes))
+            patch.setattr(kan_features_triton, "CLAMP_GRAD_AT_LOWER", tl.constexpr(lower))
+            patch.setattr(kan_features_triton, "CLAMP_GRAD_AT_UPPER", tl.constexpr(upper))
             got = outputs_and_grads(fused, x.float(), dy.float())["dx"].double()
-        torch.testing.assert_close(got, truths[passes], rtol=1e-5, atol=1e-6)
-    differ = (truths[True] - truths[False]).abs().flatten() > 1e-3
+        torch.testing.assert_close(got, truths[lower, upper], rtol=1e-5, atol=1e-6)
+    differ = (truths[1.0, 1.0] - truths[0.0, 0.0]).abs().flatten() > 1e-3
     assert differ.tolist() == [False, True, False, True, False]  # the two conventions part at the corners alone
+    lower_only = (truths[1.0, 0.0] - truths[0.0, 0.0]).abs().flatten() > 1e-3
+    assert lower_only.tolist() == [False, True, False, False, False]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -121,13 +132,13 @@ def test_gpu_block_at_a_transformer_shape_passes_the_gate(variant):
 def test_the_clamp_probe_reads_the_same_convention_whatever_grad_mode_imports_it():
     """A kernel's first call may come under ``torch.no_grad()`` or inference mode (the gate's inference run, a Ray
     worker's first unit), and the module, with its probe, is imported then: the probe must not need grad mode."""
-    from kanbench.kernels.kan_features_triton import torch_clamp_passes_at_bounds
+    from kanbench.kernels.kan_features_triton import torch_clamp_gradients_at_bounds
 
-    expected = torch_clamp_passes_at_bounds()
+    expected = torch_clamp_gradients_at_bounds()
     with torch.no_grad():
-        assert torch_clamp_passes_at_bounds() == expected
+        assert torch_clamp_gradients_at_bounds() == expected
     with torch.inference_mode():
-        assert torch_clamp_passes_at_bounds() == expected
-    x = torch.tensor([1.0], requires_grad=True)
+        assert torch_clamp_gradients_at_bounds() == expected
+    x = torch.tensor([-1.0, 1.0], requires_grad=True)
     torch.clamp(x, -1.0, 1.0).sum().backward()
-    assert expected == (x.grad.item() == 1.0)
+    assert expected == tuple(x.grad.tolist())
