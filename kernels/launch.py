@@ -133,13 +133,20 @@ def triton_runs() -> dict[str, Any]:
             "emulated": triton_emulated}
 
 
+def triton_layer_impl(name: str, block: Callable[..., nn.Module], layer: type[nn.Module],
+                      replacement: type[nn.Module], description: str) -> Impl:
+    """A Triton impl that computes every ``layer`` module, in the variant's block and alone, by ``replacement``
+    (:func:`swapped`: the reference's parameters and names), running where Triton does (:func:`triton_runs`)."""
+    return Impl(name, block=swapped(block, layer, replacement), layer=swapped(layer, layer, replacement),
+                **triton_runs(), description=description)
+
+
 def unfused_kan_impl(block: Callable[..., nn.Module], layer: type[nn.Module], unfused: type[nn.Module],
                      features: str) -> Impl:
     """The ``triton_unfused`` impl of a KAN variant (kernels/kan_linear_unfused.py), built like its ``triton``
     impl: ``unfused`` is that impl's layer class with ``FUSED = False``; ``features`` names what its feature pass
     writes."""
-    return Impl("triton_unfused", block=swapped(block, layer, unfused), layer=swapped(layer, layer, unfused),
-                **triton_runs(),
-                description=f"`triton`'s layer with its matmuls unfused: {features} written as a feature tensor by a "
-                            "Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a Triton "
-                            "kernel")
+    return triton_layer_impl("triton_unfused", block, layer, unfused,
+                             f"`triton`'s layer with its matmuls unfused: {features} written as a feature tensor by "
+                             "a Triton kernel, the matmuls torch's (cuBLAS), the input gradient's feature sum a "
+                             "Triton kernel")

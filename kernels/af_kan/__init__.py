@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kanbench.kernels.launch import swapped, triton_runs
-from kanbench.registry import Impl, register_impl
+from kanbench.kernels.launch import triton_layer_impl
+from kanbench.registry import register_impl
 from kanbench.variants.af_kan import AFKANBlock, AFKANLayer
 
 
@@ -33,9 +33,8 @@ class FusedAFKANLayer(AFKANLayer):
         return F.linear(h, self.base_weight).reshape(*lead, self.d_out)
 
 
-register_impl("af_kan", Impl(
-    "triton", block=swapped(AFKANBlock, AFKANLayer, FusedAFKANLayer),
-    layer=swapped(AFKANLayer, AFKANLayer, FusedAFKANLayer), **triton_runs(),
+register_impl("af_kan", triton_layer_impl(
+    "triton", AFKANBlock, AFKANLayer, FusedAFKANLayer,
     description="features, global attention and LayerNorm in Triton kernels over row chunks, forward and backward "
                 "(no feature tensor); the output matmul is torch's",
 ))

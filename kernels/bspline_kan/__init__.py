@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
-from kanbench.registry import Impl, register_impl
+from kanbench.kernels.launch import triton_layer_impl, unfused_kan_impl
+from kanbench.registry import register_impl
 from kanbench.variants.bspline_kan import BSplineKANBlock, BSplineKANLayer
 
 
@@ -48,9 +48,8 @@ class FusedBSplineKANLayer(BSplineKANLayer):
         return bspline_kan_linear(x, weight, t0, h, self.spline_order, fused=self.FUSED)
 
 
-register_impl("bspline_kan", Impl(
-    "triton", block=swapped(BSplineKANBlock, BSplineKANLayer, FusedBSplineKANLayer),
-    layer=swapped(BSplineKANLayer, BSplineKANLayer, FusedBSplineKANLayer), **triton_runs(),
+register_impl("bspline_kan", triton_layer_impl(
+    "triton", BSplineKANBlock, BSplineKANLayer, FusedBSplineKANLayer,
     description="fused Triton matmuls evaluating SiLU and the B-spline bases in closed form on their tiles, forward "
                 "and backward (no basis tensor)",
 ))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
-from kanbench.registry import Impl, register_impl
+from kanbench.kernels.launch import triton_layer_impl, unfused_kan_impl
+from kanbench.registry import register_impl
 from kanbench.variants.cheby_kan import ChebyKANBlock, ChebyKANLayer
 
 
@@ -27,9 +27,8 @@ class FusedChebyKANLayer(ChebyKANLayer):
         return cheby_kan_linear(x, weight, self.bias, self.degree, fused=self.FUSED)
 
 
-register_impl("cheby_kan", Impl(
-    "triton", block=swapped(ChebyKANBlock, ChebyKANLayer, FusedChebyKANLayer),
-    layer=swapped(ChebyKANLayer, ChebyKANLayer, FusedChebyKANLayer), **triton_runs(),
+register_impl("cheby_kan", triton_layer_impl(
+    "triton", ChebyKANBlock, ChebyKANLayer, FusedChebyKANLayer,
     description="fused Triton matmuls evaluating SiLU and the Chebyshev polynomials (by their recurrence) on "
                 "their tiles, forward and backward (no polynomial tensor)",
 ))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
-from kanbench.registry import Impl, register_impl
+from kanbench.kernels.launch import triton_layer_impl, unfused_kan_impl
+from kanbench.registry import register_impl
 from kanbench.variants.fourier_kan import FourierKANBlock, FourierKANLayer
 
 
@@ -26,9 +26,8 @@ class FusedFourierKANLayer(FourierKANLayer):
         return fourier_kan_linear(x, weight, self.bias, self.frequencies, fused=self.FUSED)
 
 
-register_impl("fourier_kan", Impl(
-    "triton", block=swapped(FourierKANBlock, FourierKANLayer, FusedFourierKANLayer),
-    layer=swapped(FourierKANLayer, FourierKANLayer, FusedFourierKANLayer), **triton_runs(),
+register_impl("fourier_kan", triton_layer_impl(
+    "triton", FourierKANBlock, FourierKANLayer, FusedFourierKANLayer,
     description="fused Triton matmuls evaluating SiLU, cos(f·x) and sin(f·x) on their tiles, forward and "
                 "backward (no trigonometric tensor)",
 ))

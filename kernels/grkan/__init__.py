@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from kanbench.kernels.launch import swapped, triton_runs
+from kanbench.kernels.launch import swapped, triton_layer_impl, triton_runs
 from kanbench.registry import Impl, register_impl
 from kanbench.variants.grkan import GRKANBlock, GRKANLayer, GroupRational
 
@@ -55,9 +55,8 @@ register_impl("grkan", Impl(
     "triton", **with_rational(TritonGroupRational), **triton_runs(),
     description="fused Triton rational, forward and backward (deterministic two-stage coefficient reduction)",
 ))
-register_impl("grkan", Impl(
-    "triton_fused", block=swapped(GRKANBlock, GRKANLayer, FusedGRKANLayer),
-    layer=swapped(GRKANLayer, GRKANLayer, FusedGRKANLayer), **triton_runs(),
+register_impl("grkan", triton_layer_impl(
+    "triton_fused", GRKANBlock, GRKANLayer, FusedGRKANLayer,
     description="each layer one Triton matmul applying F to its input tiles as loaded; backward recomputes F",
 ))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs, unfused_kan_impl
-from kanbench.registry import Impl, register_impl
+from kanbench.kernels.launch import triton_layer_impl, unfused_kan_impl
+from kanbench.registry import register_impl
 from kanbench.variants.relu_kan import ReLUKANBlock, ReLUKANLayer
 
 
@@ -25,9 +25,8 @@ class FusedReLUKANLayer(ReLUKANLayer):
                                fused=self.FUSED)
 
 
-register_impl("relu_kan", Impl(
-    "triton", block=swapped(ReLUKANBlock, ReLUKANLayer, FusedReLUKANLayer),
-    layer=swapped(ReLUKANLayer, ReLUKANLayer, FusedReLUKANLayer), **triton_runs(),
+register_impl("relu_kan", triton_layer_impl(
+    "triton", ReLUKANBlock, ReLUKANLayer, FusedReLUKANLayer,
     description="fused Triton matmuls computing the bases on their tiles, forward and backward (no basis tensor)",
 ))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from kanbench.kernels.launch import swapped, triton_runs
-from kanbench.registry import Impl, register_impl
+from kanbench.kernels.launch import triton_layer_impl
+from kanbench.registry import register_impl
 from kanbench.variants.wav_kan import WavKANBlock, WavKANLayer
 
 
@@ -22,9 +22,8 @@ class FusedWavKANLayer(WavKANLayer):
         return wavelet_sum(x, self.translation, self.scale, self.wavelet_weights)
 
 
-register_impl("wav_kan", Impl(
-    "triton", block=swapped(WavKANBlock, WavKANLayer, FusedWavKANLayer),
-    layer=swapped(WavKANLayer, WavKANLayer, FusedWavKANLayer), **triton_runs(),
+register_impl("wav_kan", triton_layer_impl(
+    "triton", WavKANBlock, WavKANLayer, FusedWavKANLayer,
     description="the wavelet sum in Triton kernels evaluating every edge on its tiles, forward and backward (no "
                 "(N, d_out, d_in) tensor); the SiLU base path is torch's",
 ))
