@@ -115,13 +115,17 @@ def swapped(build: Callable[..., nn.Module], reference: type[nn.Module],
             replacement: type[nn.Module]) -> Callable[..., nn.Module]:
     """A constructor: ``build(...)``, then every submodule of exactly class ``reference`` given class
     ``replacement`` (a subclass computing the same function with kernels): the parameters, buffers and their names
-    stay the reference's, so the gate loads one state dict into both."""
+    stay the reference's, so the gate loads one state dict into both. A module with no ``reference`` in it is an
+    error: it would be the reference itself, passing the gate against itself and timed as the kernel."""
 
     def make(*args: Any, **hparams: Any) -> nn.Module:
         module = build(*args, **hparams)
-        for m in module.modules():
-            if type(m) is reference:
-                m.__class__ = replacement
+        found = [m for m in module.modules() if type(m) is reference]
+        if not found:
+            raise TypeError(f"{replacement.__name__}: {getattr(build, '__name__', build)} built no "
+                            f"{reference.__name__} to replace; name the class the module is built from")
+        for m in found:
+            m.__class__ = replacement
         return module
 
     return make

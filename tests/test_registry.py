@@ -121,3 +121,40 @@ def test_impl_that_cannot_run_here_says_why():
     assert impl.why_not("cpu") == "impl 'gpu_only' runs on cuda, not cpu"
     impl = registry.Impl("fp32_only", block=None, dtypes=(torch.float32,))
     assert "supports dtypes float32, not bfloat16" in impl.why_not("cpu", torch.bfloat16)
+
+
+KERNEL_IMPLS = ("triton", "triton_fused", "triton_unfused", "cuda", "sparse_cpu")
+
+
+def module_classes(module: torch.nn.Module) -> set[type]:
+    return {type(m) for m in module.modules()}
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN | {"cheby_kan", "fourier_kan", "wav_kan"}))
+def test_every_kernel_impl_builds_modules_other_than_the_references(name):
+    """A kernel impl whose constructor replaced nothing would be the reference under another name: it would pass
+    the gate against itself and be timed as the kernel."""
+    from kanbench import kernels  # noqa: F401 - registers the kernel impls
+
+    spec = get_variant(name)
+    kernel_impls = [impl for impl in spec.impls.values() if impl.name in KERNEL_IMPLS]
+    for impl in kernel_impls:
+        for form, args in (("block", (16, 32)), ("layer", (16, 24))):
+            if not impl.has_form(form):
+                continue
+            built = getattr(impl, form)(*args, **spec.hparams({}))
+            reference = getattr(spec.impl(registry.REFERENCE), form)(*args, **spec.hparams({}))
+            assert module_classes(built) != module_classes(reference), f"{name}/{impl.name} {form}"
+    assert kernel_impls or name in {"glu", "mlp"}
+
+
+def test_a_swap_that_finds_no_module_to_replace_is_an_error():
+    from kanbench.kernels.launch import swapped
+
+    class Fused(torch.nn.Linear):
+        pass
+
+    make = swapped(lambda d_in, d_out: torch.nn.Sequential(torch.nn.Linear(d_in, d_out)), torch.nn.Conv1d, Fused)
+    with pytest.raises(TypeError, match="built no Conv1d to replace"):
+        make(4, 4)
+    assert type(swapped(torch.nn.Linear, torch.nn.Linear, Fused)(4, 4)) is Fused
