@@ -5,13 +5,15 @@ or a tile that does not fit only shows on a GPU. Triton's compiler runs on any m
 compiles each kernel with the launch parameters its wrapper uses, down to a cubin with Triton's bundled ptxas, and
 reports shared memory and (``python -m kanbench.kernels.aot``) registers and spills from ``ptxas -v``.
 
-    python -m kanbench.kernels.aot [sm_90] [--all-configs]
+    python -m kanbench.kernels.aot [sm_90] [--all-configs] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
 import os
 import re
 import subprocess
@@ -283,27 +285,51 @@ def ptxas_usage(kernel: Any, arch: str = "sm_90") -> tuple[int, int]:
     return registers, spills
 
 
+def usage(spec: KernelSpec, arch: str) -> dict[str, Any]:
+    """One kernel compiled for ``arch``: its shared memory, registers and spill bytes."""
+    kernel = compile_spec(spec, arch)
+    registers, spills = ptxas_usage(kernel, arch)
+    return {"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills}
+
+
+_SPECS: list[KernelSpec] = []  # what the forked workers compile, by index (a JIT function does not pickle)
+
+
+def _usage_of(index: int, arch: str) -> dict[str, Any]:
+    return usage(_SPECS[index], arch)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("arch", nargs="?", default="sm_90")
     parser.add_argument("--all-configs", action="store_true", help="every autotune config of the fused matmul")
     parser.add_argument("--json", action="store_true", help="one JSON list instead of the table")
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                        else 1, help="kernels compiled at once, in forked processes (default: one per core)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("kanbench.kernels.aot: unset TRITON_INTERPRET (the interpreter's kernels cannot be compiled).")
-    rows = []
+    _SPECS[:] = (grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs() + wav_kan_specs()
+                 + af_kan_specs())
     if not args.json:
         print(f"triton {triton.__version__}, target {args.arch}")
         print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")
-    specs = grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs() + wav_kan_specs()
-    for spec in specs + af_kan_specs():
-        kernel = compile_spec(spec, args.arch)
-        registers, spills = ptxas_usage(kernel, args.arch)
-        rows.append({"kernel": spec.name, "shared": kernel.metadata.shared, "registers": registers, "spills": spills})
+    measure = functools.partial(_usage_of, arch=args.arch)
+    if args.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+        pool = multiprocessing.get_context("fork").Pool(args.jobs)
+        rows = pool.imap(measure, range(len(_SPECS)))  # in order, as each finishes
+    else:
+        pool, rows = None, map(measure, range(len(_SPECS)))
+    table = []
+    for row in rows:
+        table.append(row)
         if not args.json:
-            print(f"{spec.name:58s} {kernel.metadata.shared:8d} {registers:5d} {spills:8d}")
+            print(f"{row['kernel']:58s} {row['shared']:8d} {row['registers']:5d} {row['spills']:8d}", flush=True)
+    if pool is not None:
+        pool.close()
+        pool.join()
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(table))
 
 
 if __name__ == "__main__":

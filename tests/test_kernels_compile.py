@@ -1,12 +1,15 @@
 """Every Triton kernel compiled for an H100 (sm_90) on this machine, with the launch parameters its wrapper uses:
 the interpreter checks what the kernels compute, this checks that they compile for the GPU at all, and that the
-hand-tuned ones do not spill (beyond a few bytes). Runs in a subprocess: under TRITON_INTERPRET=1 (set by
-conftest.py) the kernels are interpreter objects that Triton's compiler cannot take."""
+hand-tuned ones do not spill (beyond a few bytes); and for the GPUs with the least shared memory a block may use,
+that every kernel has a tile that fits them. Runs in a subprocess: under TRITON_INTERPRET=1 (set by conftest.py)
+the kernels are interpreter objects that Triton's compiler cannot take."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import defaultdict
 
 import pytest
 
@@ -19,14 +22,19 @@ except ImportError:
     NVIDIA_BACKEND = False
 
 
-@pytest.mark.skipif(not NVIDIA_BACKEND, reason="this triton build has no NVIDIA backend (and no bundled ptxas)")
-def test_every_triton_kernel_compiles_for_sm_90_and_the_tuned_ones_do_not_spill():
+def compiled(arch: str, *flags: str) -> list[dict]:
+    """``python -m kanbench.kernels.aot ARCH --json``'s rows: each kernel's shared memory, registers and spills."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"  # Triton's current default, stated to silence its notice
-    result = subprocess.run([sys.executable, "-m", "kanbench.kernels.aot", "sm_90", "--json"], env=env,
+    result = subprocess.run([sys.executable, "-m", "kanbench.kernels.aot", arch, "--json", *flags], env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not NVIDIA_BACKEND, reason="this triton build has no NVIDIA backend (and no bundled ptxas)")
+def test_every_triton_kernel_compiles_for_sm_90_and_the_tuned_ones_do_not_spill():
+    rows = compiled("sm_90")
     names = {row["kernel"] for row in rows}
     for expected in ("grkan rational fwd", "grkan rational bwd", "spark decode gate (16-row tile)",
                      "spark top-k bwd (chunked)", "grkan fused matmul dWᵀ F(X)ᵀ·dY bf16 128x128x32",
@@ -49,3 +57,23 @@ def test_every_triton_kernel_compiles_for_sm_90_and_the_tuned_ones_do_not_spill(
         # H100's own triton 3.6 build of its launch had none), and ReLU-KAN's dx at 64x128x32 56 B under 3.6.
         if not row["kernel"].startswith("grkan fused matmul"):
             assert row["spills"] <= 64, row
+
+
+# The shared memory one block may use (the opt-in maximum) on the GPUs with the least of it among those with bf16
+# tensor cores: sm_86 stands for every one with 99 KB (RTX 30 and 40 series, A10, L4, A40; RTX 50's sm_120 has the
+# same).
+SMALL_GPU, SMALL_GPU_SHARED_MEMORY = "sm_86", 99 * 1024
+
+
+@pytest.mark.skipif(not NVIDIA_BACKEND, reason="this triton build has no NVIDIA backend (and no bundled ptxas)")
+def test_every_triton_kernel_has_a_tile_that_fits_a_99_kb_gpu():
+    """The tiles are chosen on an H100 (227 KB a block). A kernel whose every tile needs more than a GPU has fails
+    there (Triton's OutOfResources: an ``error`` row for every configuration of it). Triton's autotuner drops the
+    tiles that do not fit and times the rest, so an autotuned kernel (the names that end in a tile, here with the
+    whole GR-KAN space) needs one tile that fits; a hand-tuned one must fit itself."""
+    tiles = defaultdict(dict)
+    for row in compiled(SMALL_GPU, "--all-configs"):
+        tiles[re.sub(r" \d+x\d+x\d+$", "", row["kernel"])][row["kernel"]] = row["shared"]
+    assert sum(len(space) > 1 for space in tiles.values()) >= 14  # the KAN layers' and GR-KAN's autotuned spaces
+    too_big = {kernel: space for kernel, space in tiles.items() if min(space.values()) > SMALL_GPU_SHARED_MEMORY}
+    assert not too_big, f"no tile of these fits {SMALL_GPU}'s {SMALL_GPU_SHARED_MEMORY} B a block: {too_big}"
