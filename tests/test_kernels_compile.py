@@ -1,7 +1,7 @@
 """Every Triton kernel compiled for an H100 (sm_90) on this machine, with the launch parameters its wrapper uses:
 the interpreter checks what the kernels compute, this checks that they compile for the GPU at all, and that the
-hand-tuned ones do not spill (beyond a few bytes); and for the GPUs with the least shared memory a block may use,
-that every kernel has a tile that fits them. Runs in a subprocess: under TRITON_INTERPRET=1 (set by conftest.py)
+hand-tuned ones do not spill (beyond a few bytes); and, compiled for sm_86, that every kernel has a tile that fits
+the 99 KB of shared memory a block has there. Runs in a subprocess: under TRITON_INTERPRET=1 (set by conftest.py)
 the kernels are interpreter objects that Triton's compiler cannot take."""
 
 import json
@@ -74,6 +74,7 @@ def test_every_triton_kernel_has_a_tile_that_fits_a_99_kb_gpu():
     tiles = defaultdict(dict)
     for row in compiled(SMALL_GPU, "--all-configs"):
         tiles[re.sub(r" \d+x\d+x\d+$", "", row["kernel"])][row["kernel"]] = row["shared"]
-    assert sum(len(space) > 1 for space in tiles.values()) >= 14  # the KAN layers' and GR-KAN's autotuned spaces
+    # the autotuned spaces: 4 KAN families x 3 kernels (16-bit operands), GR-KAN's 2 matmuls x 2 operand types
+    assert sum(len(space) > 1 for space in tiles.values()) >= 16
     too_big = {kernel: space for kernel, space in tiles.items() if min(space.values()) > SMALL_GPU_SHARED_MEMORY}
     assert not too_big, f"no tile of these fits {SMALL_GPU}'s {SMALL_GPU_SHARED_MEMORY} B a block: {too_big}"
