@@ -127,6 +127,22 @@ def test_report_on_a_real_small_run(tmp_path, plots):
     assert (out / "plots" / "latency_by_variant.png").exists() == plots
 
 
+@pytest.mark.parametrize(("text", "says"), [
+    ("not json", "is not JSON"),
+    ('{"machine_info": {}}', "is not a pytest-benchmark JSON (it has no 'benchmarks' list)"),
+    ('{"benchmarks": [{"name": "t", "extra_info": {}}]}', "benchmark t has no stats with rounds"),
+    ('{"benchmarks": [{"name": "t", "stats": {"rounds": 3, "median": 1.0}, "extra_info": {"variant": "mlp"}}]}',
+     "benchmark t lacks extra_info ['d_hidden', 'd_model', 'device', 'dtype', 'impl', 'mode', 'tokens']"),
+])
+def test_import_benchmark_refuses_a_file_that_is_not_kanbenchs_benchmark_json(tmp_path, capsys, text, says):
+    bad = tmp_path / "bench.json"
+    bad.write_text(text)
+    assert main(["import-benchmark", str(bad), "--out", str(tmp_path / "run")]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert says in out and "Traceback" not in out
+    assert not (tmp_path / "run").exists()  # checked before anything is written
+
+
 def test_pytest_benchmark_json_round_trips_into_the_csv(tmp_path):
     import subprocess
     import sys
