@@ -4,16 +4,19 @@
   kanbench run [flags]             measure into a tidy CSV (kanbench run --help)
   kanbench report RUN_DIR          plots, report.md and report.html of a run
   kanbench compare RUN_A RUN_B     B / A latency per configuration, with intervals
+  kanbench targets RUN_DIR..       kanbench's performance targets, met or missed, in each run
   kanbench import-benchmark JSON   a pytest-benchmark JSON as a run folder
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -66,36 +69,49 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def results_csv(run_dir: Path, give: str) -> Path:
+    """``run_dir``'s results.csv, checked to be a table kanbench wrote (its columns, or an earlier version's, which
+    ended at ``message``); a ValueError ending in ``give`` (what to pass instead) where it is not."""
+    from kanbench.harness.results import COLUMNS
+
+    path = run_dir / "results.csv"
+    if not path.exists():
+        raise ValueError(f"{run_dir} holds no results.csv; {give}.")
+    with path.open(newline="") as f:
+        columns = next(csv.reader([f.readline().rstrip("\r\n")]), [])
+    if not columns:
+        raise ValueError(f"{path} holds no header and no rows; {give}.")
+    if columns != COLUMNS[: len(columns)] or len(columns) <= COLUMNS.index("message"):
+        raise ValueError(f"{path} is not a results table kanbench wrote (its columns begin "
+                         f"{', '.join(columns[:4])}; kanbench's begin {', '.join(COLUMNS[:4])}); {give}.")
+    return path
+
+
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
 
     from kanbench.report import make_report
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "results.csv").exists():
-        raise ValueError(f"{run_dir} holds no results.csv; give the folder a `kanbench run` wrote.")
-    with (run_dir / "results.csv").open() as f:
-        lines = len(list(itertools.islice(f, 2)))  # a header and a first row, at most
+    resume = f"run `kanbench run --out {run_dir} --resume` to measure into it"
+    with results_csv(run_dir, f"give the folder a `kanbench run` wrote, or {resume}").open() as f:
+        lines = len(list(itertools.islice(f, 2)))  # the header and a first row, at most
     if lines < 2:
-        raise ValueError(f"{run_dir / 'results.csv'} holds {'no header and ' if lines == 0 else ''}no rows: nothing "
-                         f"to report; run `kanbench run --out {run_dir} --resume` to measure into it.")
+        raise ValueError(f"{run_dir / 'results.csv'} holds no rows: nothing to report; {resume}.")
     report = make_report(run_dir, plots=not args.no_plots)
     console.print(f"wrote {report} and {report.with_suffix('.html')}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
 
     from kanbench.report.compare import compare_runs, regressions
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
-        if not (run / "results.csv").exists():
-            raise ValueError(f"{run} holds no results.csv; give two folders written by `kanbench run`.")
+        results_csv(run, "give two folders written by `kanbench run`")
     table = compare_runs(*runs)
     if table.empty:
-        console.print("no configuration is in both runs")
+        console.print("no configuration is in both runs (compare reads the latency harness's rows)")
         return 1 if args.fail_on_regression is not None else 0
     view = Table(title=f"B / A latency: A = {runs[0]}, B = {runs[1]} (95 % bootstrap interval of the ratio of "
                        "medians; flagged where it excludes 1)")
@@ -124,7 +140,6 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_targets(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
 
     import pandas as pd
 
@@ -133,8 +148,7 @@ def cmd_targets(args: argparse.Namespace, console: Console) -> int:
 
     tables = []
     for run in map(Path, args.run_dirs):
-        if not (run / "results.csv").exists():
-            raise ValueError(f"{run} holds no results.csv; give folders written by `kanbench run`.")
+        results_csv(run, "give folders written by `kanbench run`")
         judged = targets_table(*load_run(run))
         if len(judged):
             tables.append(judged.assign(run=str(run)))
@@ -152,7 +166,6 @@ def cmd_targets(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_import_benchmark(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
 
     from kanbench.report.pytest_benchmark import import_benchmark
 

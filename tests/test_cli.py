@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from kanbench.cli import main
+from kanbench.harness.results import COLUMNS
 
 
 def one_line(capsys) -> str:
@@ -47,11 +48,26 @@ def test_decode_tokens_sets_the_decode_batch_sizes(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "message"), [("", "holds no header and no rows"),
-                                                  ("run_id,variant\n", "holds no rows")])
+                                                  (",".join(COLUMNS) + "\n", "holds no rows")])
 def test_report_on_an_empty_results_file_is_one_line(tmp_path, capsys, content, message):
     (tmp_path / "results.csv").write_text(content)
     assert main(["report", str(tmp_path)]) == 2
     assert message in one_line(capsys)
+
+
+@pytest.mark.parametrize("command", [["report"], ["targets"], ["compare", "OTHER"]])
+@pytest.mark.parametrize("header", ["a,b", "run_id,variant,impl", ",".join(["variant", *COLUMNS])])
+def test_a_results_file_kanbench_did_not_write_is_refused_in_one_line(tmp_path, capsys, command, header):
+    """Another tool's CSV, one cut short before kanbench's columns, or columns in another order: a message naming
+    kanbench's columns, not a pandas traceback from a missing column."""
+    (tmp_path / "results.csv").write_text(header + "\n1,2,3\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.csv").write_text(",".join(COLUMNS) + "\n")
+    args = [str(other) if a == "OTHER" else a for a in command]
+    assert main([args[0], str(tmp_path), *args[1:]]) == 2
+    out = one_line(capsys)
+    assert "is not a results table kanbench wrote" in out and "kanbench's begin run_id, variant, impl, form" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine every impl can run: nothing is marked")
@@ -73,6 +89,6 @@ def test_top_level_help_names_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("kanbench list", "kanbench run", "kanbench report", "kanbench compare",
+    for command in ("kanbench list", "kanbench run", "kanbench report", "kanbench compare", "kanbench targets",
                     "kanbench import-benchmark"):
         assert command in out

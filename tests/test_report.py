@@ -105,6 +105,25 @@ def test_compare_flags_a_planted_slowdown_and_not_a_change_within_the_noise(tmp_
     assert main(["compare", str(a), str(a), "--fail-on-regression", "10"]) == 0
 
 
+def test_compare_of_runs_without_latency_figures_says_so(tmp_path, capsys):
+    """An accuracy-only run, and one whose every latency row was skipped: no pivot of absent statistics (a
+    KeyError before), the statuses compared where both have the configuration."""
+    run = synthetic_run(tmp_path / "run")
+    df = pd.read_csv(run / "results.csv", keep_default_na=False)
+    accuracy_only, skipped = tmp_path / "accuracy", tmp_path / "skipped"
+    for folder, rows in ((accuracy_only, df[df.harness == "accuracy"]),
+                         (skipped, df[df.harness == "latency"].assign(status="skipped", value=""))):
+        folder.mkdir()
+        rows.to_csv(folder / "results.csv", index=False)
+    assert main(["compare", str(run), str(accuracy_only)]) == 0
+    assert "no configuration is in both runs (compare reads the latency harness's rows)" in capsys.readouterr().out
+    from kanbench.report.compare import compare_runs
+
+    table = compare_runs(run, skipped)
+    assert table.change.str.match(r"status \w+ → skipped$").all() and (table.change == "status ok → skipped").any()
+    assert main(["compare", str(run), str(skipped), "--fail-on-regression", "10"]) == 1  # stopped running
+
+
 def test_compare_and_report_reject_a_folder_without_results(tmp_path, capsys):
     assert main(["compare", str(tmp_path), str(tmp_path)]) == 2
     assert main(["report", str(tmp_path)]) == 2

@@ -18,10 +18,13 @@ def _latency(run_dir: Path) -> pd.DataFrame:
     df = pd.read_csv(run_dir / "results.csv", keep_default_na=False, dtype=str)
     lat = df[(df.harness == "latency") & (df.metric == "latency")]
     measured = lat[lat.status.isin(["ok", "noisy"])]
+    status = lat.groupby(KEYS).status.first()
+    if measured.empty:  # no latency figure (an accuracy-only run, or every configuration skipped): statuses only
+        return pd.DataFrame({"median": float("nan"), "low": float("nan"), "high": float("nan"), "status": status},
+                            index=status.index)
     stats = measured.pivot_table(index=KEYS, columns="stat", values="value", aggfunc="first")
     low, high = ("p20", "p80") if "p20" in stats.columns else ("q1", "q3")
     stats = stats[["median", low, high]].astype(float).rename(columns={low: "low", high: "high"})
-    status = lat.groupby(KEYS).status.first()
     return stats.join(status, how="outer")
 
 
