@@ -34,6 +34,13 @@ def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity: a container's cpuset, taskset), else the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _ints(value: str | None, flag: str) -> list[int] | None:
     items = _split(value)
     if items is None:
@@ -44,7 +51,7 @@ def _ints(value: str | None, flag: str) -> list[int] | None:
         raise ValueError(f"{flag} takes comma-separated positive integers, got '{value}'.") from None
     if any(v < 1 for v in out):
         raise ValueError(f"{flag} takes positive integers, got '{value}'.")
-    return out
+    return list(dict.fromkeys(out))  # a repeated value once: the same configuration twice would be two rows
 
 
 def resolve_variants(value: str) -> list[str]:
@@ -100,7 +107,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", default="tuned", choices=tuning.PROTOCOLS,
                    help="accuracy: tuned (learning rate and input preparation searched per variant on validation, "
                         "the same budget for each) or uniform (one shared recipe, an ablation)")
-    p.add_argument("--threads", default=None, type=int, help="CPU threads for torch, >= 1 (default: all cores)")
+    p.add_argument("--threads", default=None, type=int,
+                   help="CPU threads for torch, 1 to the cores this process may use (default: all of them)")
     p.add_argument("--executor", default="local", choices=EXECUTORS,
                    help="where units are measured: this process (local) or tasks on a Ray cluster (ray; needs "
                         "the kanbench[ray] extra)")
@@ -162,11 +170,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 raise UnknownNameError(unknown_name_message("impl", impl, sorted(known_impls)))
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    cores = usable_cores()
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}; leave it out to use all {os.cpu_count()} "
-                         "cores.")
-    threads = args.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+        raise ValueError(f"--threads must be >= 1, got {args.threads}; leave it out to use all {cores} cores.")
+    if args.threads is not None and args.threads > cores and args.executor == "local":
+        raise ValueError(f"--threads {args.threads} is more than the {cores} cores this process may use: the extra "
+                         f"threads would wait for a core, and the times would measure that wait; give at most "
+                         f"{cores}, or leave it out.")
+    threads = args.threads or cores
+    torch.set_num_threads(min(threads, cores))  # with Ray, --threads is the nodes' (checked against the cluster)
     main_modes = [m for m in preset.modes if m != "decode"]
     if args.tokens and not main_modes:
         raise ValueError(f"preset {preset.name} measures only the decode mode: give its batch sizes with "

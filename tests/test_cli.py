@@ -1,6 +1,7 @@
 """The command line as a newcomer meets it: every bad input is one line that says what to do, before any work;
 `list` shows every impl and why one cannot run here; the top-level help names every subcommand."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ def one_line(capsys) -> str:
 @pytest.mark.parametrize(("args", "message"), [
     (["--out", "/proc/kanbench-cannot-write-here"], "cannot write there"),
     (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "100000"], "--threads 100000 is more than the"),  # more threads than cores time the waiting
     (["--d-hidden", "0"], "d_hidden must be a positive integer"),
     (["--preset", "decode-gemma2b", "--tokens", "8"], "measures only the decode mode: give its batch sizes with "
                                                       "--decode-tokens"),
@@ -29,6 +31,15 @@ def test_bad_run_input_is_one_line_before_any_work(tmp_path, capsys, args, messa
     assert not (tmp_path / "r").exists()  # nothing was written
 
 
+def test_a_repeated_size_is_measured_once(tmp_path):
+    out = tmp_path / "r"
+    assert main(["run", "--no-progress", "--no-report", "--out", str(out), "--variants", "mlp", "--impl", "reference",
+                 "--harness", "flops", "--tokens", "8,4,8", "--decode-tokens", "2,2", "--d-model", "16,16"]) == 0
+    df = pd.read_csv(out / "results.csv")
+    per_config = df.groupby(["mode", "tokens", "d_model", "metric", "stat"]).size()
+    assert per_config.max() == 1 and sorted(set(df.tokens)) == [2, 4, 8]
+
+
 def test_an_out_that_is_a_file_says_so(tmp_path, capsys):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
@@ -37,7 +48,6 @@ def test_an_out_that_is_a_file_says_so(tmp_path, capsys):
 
 
 def test_decode_tokens_sets_the_decode_batch_sizes(tmp_path):
-    import pandas as pd
 
     out = tmp_path / "r"
     assert main(["run", "--no-progress", "--no-report", "--out", str(out), "--variants", "mlp", "--harness", "flops",
