@@ -30,8 +30,16 @@ from kanbench.names import UnknownNameError, unknown_name_message
 RESULTS_ROOT = Path("results") / "runs"
 
 
-def _split(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+def _split(value: str | None, flag: str) -> list[str] | None:
+    """A comma-separated flag's items; None where the flag is not given. Given but naming nothing (an empty shell
+    variable, say) is an error: it would otherwise mean the preset's default, or nothing at all."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ValueError(f"{flag} '{value}' names nothing; give comma-separated values, or leave {flag} out for the "
+                         "preset's.")
+    return items
 
 
 def usable_cores() -> int:
@@ -42,7 +50,7 @@ def usable_cores() -> int:
 
 
 def _ints(value: str | None, flag: str) -> list[int] | None:
-    items = _split(value)
+    items = _split(value, flag)
     if items is None:
         return None
     try:
@@ -60,7 +68,7 @@ def resolve_variants(value: str) -> list[str]:
     if value == "all":
         return known
     chosen: list[str] = []
-    for item in _split(value) or []:
+    for item in _split(value, "--variants") or []:
         if any(ch in item for ch in "*?["):
             matched = [n for n in known if fnmatch.fnmatchcase(n, item)]
             if not matched:
@@ -149,20 +157,21 @@ def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device)
     preset = get_preset(args.preset).for_device(device)
-    variants = resolve_variants(args.variants) if args.variants else registry.list_variants(list(preset.variants))
-    harnesses = _split(args.harness) or list(preset.harness_names())
+    variants = (registry.list_variants(list(preset.variants)) if args.variants is None
+                else resolve_variants(args.variants))
+    harnesses = _split(args.harness, "--harness") or list(preset.harness_names())
     for h in harnesses:
         get_harness(h)  # raises with the known harness names and the nearest
     if args.match not in ("params", "flops", "none"):
         raise ValueError(f"--match must be params, flops or none, got '{args.match}'.")
-    tasks = _split(args.tasks)
+    tasks = _split(args.tasks, "--tasks")
     for t in tasks or []:
         accuracy.get_task(t)  # raises with the known task names and the nearest
-    dtypes = _split(args.dtype) or list(preset.dtypes)
+    dtypes = _split(args.dtype, "--dtype") or list(preset.dtypes)
     for d in dtypes:
         if d not in DTYPES:
             raise UnknownNameError(unknown_name_message("dtype", d, DTYPES))
-    impls = _split(args.impl)
+    impls = _split(args.impl, "--impl")
     if impls:
         known_impls = {i for v in variants for i in registry.get_variant(v).impl_names()}
         for impl in impls:

@@ -17,6 +17,8 @@ def one_line(capsys) -> str:
     (["--out", "/proc/kanbench-cannot-write-here"], "cannot write there"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--threads", "100000"], "--threads 100000 is more than the"),  # more threads than cores time the waiting
+    (["--impl", ""], "--impl '' names nothing"),  # an empty shell variable: not "no impl", not "the default"
+    (["--tokens", ","], "--tokens ',' names nothing"),
     (["--d-hidden", "0"], "d_hidden must be a positive integer"),
     (["--preset", "decode-gemma2b", "--tokens", "8"], "measures only the decode mode: give its batch sizes with "
                                                       "--decode-tokens"),
