@@ -19,7 +19,7 @@ from kanbench import registry
 from kanbench.executors import EXECUTORS, get_executor
 from kanbench.executors.pool import untimed_pool
 from kanbench.harness import accuracy, contention, gpu_state, tuning
-from kanbench.harness.base import get_harness, harness_names
+from kanbench.harness.base import get_harness, harness_names, measurement_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
@@ -110,11 +110,12 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="skip what --out (or the newest run) already holds")
     p.add_argument("--seeds", default=None, type=int,
                    help="seeds per configuration (default: 1 for latency/flops/memory, 3 for accuracy)")
-    p.add_argument("--match", default="params", help="accuracy: match hidden widths by params | flops | none")
+    p.add_argument("--match", default=None, help="accuracy: match hidden widths by params | flops | none "
+                                                 "(default: params)")
     p.add_argument("--tasks", default=None, help="accuracy tasks, comma-separated (default: the preset's)")
-    p.add_argument("--protocol", default="tuned", choices=tuning.PROTOCOLS,
+    p.add_argument("--protocol", default=None, choices=tuning.PROTOCOLS,
                    help="accuracy: tuned (learning rate and input preparation searched per variant on validation, "
-                        "the same budget for each) or uniform (one shared recipe, an ablation)")
+                        "the same budget for each; the default) or uniform (one shared recipe, an ablation)")
     p.add_argument("--threads", default=None, type=int,
                    help="CPU threads for torch, 1 to the cores this process may use (default: all of them)")
     p.add_argument("--executor", default="local", choices=EXECUTORS,
@@ -162,8 +163,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     harnesses = _split(args.harness, "--harness") or list(preset.harness_names())
     for h in harnesses:
         get_harness(h)  # raises with the known harness names and the nearest
-    if args.match not in ("params", "flops", "none"):
-        raise ValueError(f"--match must be params, flops or none, got '{args.match}'.")
+    match, protocol = args.match or "params", args.protocol or "tuned"
+    if match not in ("params", "flops", "none"):
+        raise ValueError(f"--match must be params, flops or none, got '{match}'.")
+    unused = [flag for flag, value in (("--tasks", args.tasks), ("--match", args.match), ("--protocol", args.protocol))
+              if value is not None]
+    if unused and "accuracy" not in harnesses:
+        raise ValueError(f"{', '.join(unused)} set the accuracy harness, which this run leaves out (harnesses: "
+                         f"{', '.join(harnesses)}); add accuracy to --harness, or drop {', '.join(unused)}.")
+    if args.cuda_graph and (device == "cpu" or "latency" not in harnesses):
+        why = "this run measures on the cpu" if device == "cpu" else "this run leaves out the latency harness"
+        raise ValueError(f"--cuda-graph adds a CUDA-graph latency column, and {why}: drop --cuda-graph.")
     tasks = _split(args.tasks, "--tasks")
     for t in tasks or []:
         accuracy.get_task(t)  # raises with the known task names and the nearest
@@ -172,8 +182,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if d not in DTYPES:
             raise UnknownNameError(unknown_name_message("dtype", d, DTYPES))
     impls = _split(args.impl, "--impl")
-    if impls:
-        known_impls = {i for v in variants for i in registry.get_variant(v).impl_names()}
+    if impls:  # any variant's impl is a name (one list serves several presets); each variant runs those it has
+        known_impls = {i for v in registry.list_variants() for i in registry.get_variant(v).impl_names()}
         for impl in impls:
             if impl not in known_impls:
                 raise UnknownNameError(unknown_name_message("impl", impl, sorted(known_impls)))
@@ -197,10 +207,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                          "--decode-tokens has nothing to set; use --tokens.")
     plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
                      _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds or 1, threads,
-                     args.cuda_graph, tasks, args.match, args.seeds or 3,
-                     _ints(args.decode_tokens, "--decode-tokens"), args.protocol)
-    if not plan.items and not plan.accuracy_items:
-        raise ValueError(f"nothing to run: no chosen variant has the preset's form '{preset.form}'.")
+                     args.cuda_graph, tasks, match, args.seeds or 3,
+                     _ints(args.decode_tokens, "--decode-tokens"), protocol)
+    measuring = set(harnesses) & set(measurement_names())
+    if not plan.items and (measuring and impls or not plan.accuracy_items):  # accuracy trains the references
+        with_impls = f" in any of the impls {', '.join(impls)}" if impls else ""
+        raise ValueError(f"nothing to run: no chosen variant ({', '.join(variants)}) has the preset's form "
+                         f"'{preset.form}'{with_impls}.")
     for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
         config.validate()
 

@@ -19,6 +19,10 @@ def one_line(capsys) -> str:
     (["--threads", "100000"], "--threads 100000 is more than the"),  # more threads than cores time the waiting
     (["--impl", ""], "--impl '' names nothing"),  # an empty shell variable: not "no impl", not "the default"
     (["--tokens", ","], "--tokens ',' names nothing"),
+    (["--tasks", "digits", "--match", "flops"], "--tasks, --match set the accuracy harness, which this run leaves "
+                                                "out (harnesses: flops); add accuracy to --harness"),
+    (["--device", "cpu", "--cuda-graph"], "--cuda-graph adds a CUDA-graph latency column, and this run measures on "
+                                          "the cpu"),
     (["--d-hidden", "0"], "d_hidden must be a positive integer"),
     (["--preset", "decode-gemma2b", "--tokens", "8"], "measures only the decode mode: give its batch sizes with "
                                                       "--decode-tokens"),
@@ -31,6 +35,18 @@ def test_bad_run_input_is_one_line_before_any_work(tmp_path, capsys, args, messa
     out = one_line(capsys)
     assert message in out and "Traceback" not in out
     assert not (tmp_path / "r").exists()  # nothing was written
+
+
+def test_one_impl_list_serves_presets_whose_variants_have_only_some_of_them(tmp_path):
+    """tools/gpu_session.sh passes every kernel impl to each preset: kat-b's variants (grkan, mlp) lack
+    triton_unfused and sparse_cpu, and that is not an error; each variant runs the impls it has."""
+    out = tmp_path / "r"
+    assert main(["run", "--no-progress", "--no-report", "--out", str(out), "--preset", "kat-b", "--harness", "flops",
+                 "--tokens", "16", "--d-model", "16", "--dtype", "fp32",
+                 "--impl", "reference,triton,triton_fused,triton_unfused,cuda,sparse_cpu"]) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert set(zip(df.variant, df.impl, strict=True)) == {("grkan", "reference"), ("grkan", "triton"),
+                                                          ("grkan", "cuda"), ("mlp", "reference")}
 
 
 def test_a_repeated_size_is_measured_once(tmp_path):

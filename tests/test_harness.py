@@ -233,6 +233,8 @@ def test_memory_rows_on_cpu(tmp_path):
     (["--harness", "latncy"], "Did you mean 'latency'?"),
     (["--tokens", "0"], "--tokens takes positive integers"),
     (["--impl", "tritn"], "unknown impl 'tritn'. Did you mean 'triton'?"),
+    (["--variants", "mlp", "--impl", "triton"], "nothing to run: no chosen variant (mlp) has the preset's form "
+                                                "'block' in any of the impls triton"),
     (["--variants", "grkan", "--d-model", "100"], "width 100 is not divisible by groups=8"),
 ])
 def test_bad_flags_fail_fast_with_a_message(tmp_path, capsys, args, message):
