@@ -88,7 +88,6 @@ def results_csv(run_dir: Path, give: str) -> Path:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-
     from kanbench.report import make_report
 
     run_dir = Path(args.run_dir)
@@ -103,7 +102,6 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-
     from kanbench.report.compare import compare_runs, regressions
 
     runs = [Path(args.run_a), Path(args.run_b)]
@@ -140,7 +138,6 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_targets(args: argparse.Namespace, console: Console) -> int:
-
     import pandas as pd
 
     from kanbench.report import load_run
@@ -166,7 +163,6 @@ def cmd_targets(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_import_benchmark(args: argparse.Namespace, console: Console) -> int:
-
     from kanbench.report.pytest_benchmark import import_benchmark
 
     path = Path(args.json)

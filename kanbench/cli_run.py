@@ -23,7 +23,7 @@ from kanbench.harness.base import get_harness, harness_names, measurement_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.plan import make_plan
-from kanbench.harness.presets import PRESETS, get_preset
+from kanbench.harness.presets import PRESETS, Preset, get_preset
 from kanbench.harness.runner import Runner
 from kanbench.names import UnknownNameError, unknown_name_message
 
@@ -155,6 +155,26 @@ def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
     return RESULTS_ROOT / run_id
 
 
+def refuse_flags_that_do_not_apply(args: argparse.Namespace, preset: Preset, device: str,
+                                   harnesses: list[str]) -> None:
+    """A flag this run would ignore is an error (the user meant it to change something): sizes of a mode the preset
+    lacks, accuracy settings without the accuracy harness, CUDA graphs without CUDA or without latency."""
+    if args.tokens and not [m for m in preset.modes if m != "decode"]:
+        raise ValueError(f"preset {preset.name} measures only the decode mode: give its batch sizes with "
+                         f"--decode-tokens, not --tokens.")
+    if args.decode_tokens and "decode" not in preset.modes:
+        raise ValueError(f"preset {preset.name} has no decode mode (modes: {', '.join(preset.modes)}): "
+                         "--decode-tokens has nothing to set; use --tokens.")
+    unused = [flag for flag, value in (("--tasks", args.tasks), ("--match", args.match), ("--protocol", args.protocol))
+              if value is not None]
+    if unused and "accuracy" not in harnesses:
+        raise ValueError(f"{', '.join(unused)} set the accuracy harness, which this run leaves out (harnesses: "
+                         f"{', '.join(harnesses)}); add accuracy to --harness, or drop {', '.join(unused)}.")
+    if args.cuda_graph and (device == "cpu" or "latency" not in harnesses):
+        why = "this run measures on the cpu" if device == "cpu" else "this run leaves out the latency harness"
+        raise ValueError(f"--cuda-graph adds a CUDA-graph latency column, and {why}: drop --cuda-graph.")
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device)
     preset = get_preset(args.preset).for_device(device)
@@ -166,14 +186,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     match, protocol = args.match or "params", args.protocol or "tuned"
     if match not in ("params", "flops", "none"):
         raise ValueError(f"--match must be params, flops or none, got '{match}'.")
-    unused = [flag for flag, value in (("--tasks", args.tasks), ("--match", args.match), ("--protocol", args.protocol))
-              if value is not None]
-    if unused and "accuracy" not in harnesses:
-        raise ValueError(f"{', '.join(unused)} set the accuracy harness, which this run leaves out (harnesses: "
-                         f"{', '.join(harnesses)}); add accuracy to --harness, or drop {', '.join(unused)}.")
-    if args.cuda_graph and (device == "cpu" or "latency" not in harnesses):
-        why = "this run measures on the cpu" if device == "cpu" else "this run leaves out the latency harness"
-        raise ValueError(f"--cuda-graph adds a CUDA-graph latency column, and {why}: drop --cuda-graph.")
+    refuse_flags_that_do_not_apply(args, preset, device, harnesses)
     tasks = _split(args.tasks, "--tasks")
     for t in tasks or []:
         accuracy.get_task(t)  # raises with the known task names and the nearest
@@ -198,19 +211,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                          f"{cores}, or leave it out.")
     threads = args.threads or cores
     torch.set_num_threads(min(threads, cores))  # with Ray, --threads is the nodes' (checked against the cluster)
-    main_modes = [m for m in preset.modes if m != "decode"]
-    if args.tokens and not main_modes:
-        raise ValueError(f"preset {preset.name} measures only the decode mode: give its batch sizes with "
-                         f"--decode-tokens, not --tokens.")
-    if args.decode_tokens and "decode" not in preset.modes:
-        raise ValueError(f"preset {preset.name} has no decode mode (modes: {', '.join(preset.modes)}): "
-                         "--decode-tokens has nothing to set; use --tokens.")
     plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
                      _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds or 1, threads,
                      args.cuda_graph, tasks, match, args.seeds or 3,
                      _ints(args.decode_tokens, "--decode-tokens"), protocol)
     measuring = set(harnesses) & set(measurement_names())
-    if not plan.items and (measuring and impls or not plan.accuracy_items):  # accuracy trains the references
+    if not plan.items and ((measuring and impls) or not plan.accuracy_items):  # accuracy trains the references
         with_impls = f" in any of the impls {', '.join(impls)}" if impls else ""
         raise ValueError(f"nothing to run: no chosen variant ({', '.join(variants)}) has the preset's form "
                          f"'{preset.form}'{with_impls}.")
