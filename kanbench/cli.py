@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kanbench.names import unknown_name_message
 from kanbench.registry import get_variant, list_variants
 
 
@@ -35,7 +36,11 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     per reason under the table (``--usable``: only the impls that run here)."""
     names = list_variants(args.pattern)
     if not names:
-        console.print(f"no variant matches '{args.pattern}'; known: {', '.join(list_variants())}")
+        known = list_variants()
+        if any(ch in args.pattern for ch in "*?["):
+            console.print(f"no variant matches '{args.pattern}'; known variants: {', '.join(known)}.")
+        else:  # a name, perhaps misspelt: the nearest one too
+            console.print(unknown_name_message("variant", args.pattern, known))
         return 1
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     title = "impls usable here" if args.usable else "impls (✗: cannot run here, see below)"
@@ -75,6 +80,9 @@ def results_csv(run_dir: Path, give: str) -> Path:
     from kanbench.harness.results import COLUMNS
 
     path = run_dir / "results.csv"
+    if run_dir.is_file():
+        folder = f"the folder that holds it, {run_dir.parent}" if run_dir.name == "results.csv" else "a folder"
+        raise ValueError(f"{run_dir} is a file, not a run folder: give {folder}.")
     if not path.exists():
         raise ValueError(f"{run_dir} holds no results.csv; {give}.")
     with path.open(newline="") as f:
@@ -102,14 +110,19 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from kanbench.report.compare import compare_runs, regressions
+    from kanbench.report.compare import compare_runs, has_latency_rows, regressions
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
         results_csv(run, "give two folders written by `kanbench run`")
     table = compare_runs(*runs)
     if table.empty:
-        console.print("no configuration is in both runs (compare reads the latency harness's rows)")
+        without = sorted({str(run) for run in runs if not has_latency_rows(run)})
+        if without:
+            console.print(f"no latency rows in {' or '.join(without)}: compare reads the latency harness's rows "
+                          "(`kanbench run --harness latency`)")
+        else:
+            console.print("no configuration is in both runs (compare reads the latency harness's rows)")
         return 1 if args.fail_on_regression is not None else 0
     view = Table(title=f"B / A latency: A = {runs[0]}, B = {runs[1]} (95 % bootstrap interval of the ratio of "
                        "medians; flagged where it excludes 1)")

@@ -99,6 +99,13 @@ def test_a_results_file_kanbench_did_not_write_is_refused_in_one_line(tmp_path, 
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine every impl can run: nothing is marked")
+def test_list_of_a_misspelt_name_suggests_the_nearest_and_a_pattern_lists_the_known(capsys):
+    assert main(["list", "grkn"]) == 1
+    assert "unknown variant 'grkn'. Did you mean 'grkan'?" in capsys.readouterr().out
+    assert main(["list", "zz*"]) == 1
+    assert "no variant matches 'zz*'; known variants: af_kan" in capsys.readouterr().out
+
+
 def test_list_shows_every_impl_and_why_one_cannot_run_here(capsys, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # as a user's shell has it (the tests set it)
     monkeypatch.setenv("COLUMNS", "100")  # a narrow terminal: paper and defaults move under the table

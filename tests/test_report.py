@@ -116,7 +116,12 @@ def test_compare_of_runs_without_latency_figures_says_so(tmp_path, capsys):
         folder.mkdir()
         rows.to_csv(folder / "results.csv", index=False)
     assert main(["compare", str(run), str(accuracy_only)]) == 0
-    assert "no configuration is in both runs (compare reads the latency harness's rows)" in capsys.readouterr().out
+    assert f"no latency rows in {accuracy_only}: compare reads" in capsys.readouterr().out
+    other_sizes = tmp_path / "other-sizes"
+    other_sizes.mkdir()
+    df.assign(tokens="3").to_csv(other_sizes / "results.csv", index=False)
+    assert main(["compare", str(run), str(other_sizes)]) == 0
+    assert "no configuration is in both runs" in capsys.readouterr().out
     from kanbench.report.compare import compare_runs
 
     table = compare_runs(run, skipped)
@@ -128,6 +133,14 @@ def test_compare_and_report_reject_a_folder_without_results(tmp_path, capsys):
     assert main(["compare", str(tmp_path), str(tmp_path)]) == 2
     assert main(["report", str(tmp_path)]) == 2
     assert "holds no results.csv" in capsys.readouterr().out
+
+
+def test_report_and_targets_given_the_results_file_name_its_folder(tmp_path, capsys):
+    run = synthetic_run(tmp_path / "run")
+    for command in ("report", "targets"):
+        assert main([command, str(run / "results.csv")]) == 2
+        said = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+        assert f"is a file, not a run folder: give the folder that holds it, {run}." in said
 
 
 @pytest.mark.parametrize("plots", [True, False])

@@ -14,9 +14,18 @@ from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
 KEYS = SAMPLE_KEYS
 
 
-def _latency(run_dir: Path) -> pd.DataFrame:
+def _latency_rows(run_dir: Path) -> pd.DataFrame:
     df = pd.read_csv(run_dir / "results.csv", keep_default_na=False, dtype=str)
-    lat = df[(df.harness == "latency") & (df.metric == "latency")]
+    return df[(df.harness == "latency") & (df.metric == "latency")]
+
+
+def has_latency_rows(run_dir: Path) -> bool:
+    """Whether the run holds any latency row, measured or not."""
+    return not _latency_rows(run_dir).empty
+
+
+def _latency(run_dir: Path) -> pd.DataFrame:
+    lat = _latency_rows(run_dir)
     measured = lat[lat.status.isin(["ok", "noisy"])]
     status = lat.groupby(KEYS).status.first()
     if measured.empty:  # no latency figure (an accuracy-only run, or every configuration skipped): statuses only
