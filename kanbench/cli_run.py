@@ -280,7 +280,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if executor is not None:
             env["nodes"] = {**env.get("nodes", {}), **executor.nodes}
             executor.close()
-    env["wall_seconds"] = round(time.perf_counter() - started, 1)
+    # each session's own time; the top level's is the latest session's
+    env["wall_seconds"] = session["wall_seconds"] = round(time.perf_counter() - started, 1)
     if gpu_at_start is not None:  # clocks or reasons that changed during the run (a thermal slowdown, say)
         session["gpu_at_end"] = gpu_state.snapshot(device)
     write_env(out_dir / "env.json", env)

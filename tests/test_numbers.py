@@ -337,6 +337,8 @@ def test_resume_repairs_a_cut_last_line_and_completes_the_run(tmp_path, capsys):
     first = env["sessions"][0]
     assert env["ceilings"] == first["ceilings"] and env["git_commit"] == first["git_commit"]  # the first run's
     assert env["time_utc"] == first["time_utc"] and env["command"] == first["command"]
+    assert all(session["wall_seconds"] > 0 for session in env["sessions"])
+    assert env["wall_seconds"] == env["sessions"][1]["wall_seconds"]
 
 
 def test_an_interrupted_run_resumed_never_duplicates_a_key(tmp_path):
