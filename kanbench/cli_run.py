@@ -18,7 +18,7 @@ from rich.console import Console
 from kanbench import registry
 from kanbench.executors import EXECUTORS, get_executor
 from kanbench.executors.pool import untimed_pool
-from kanbench.harness import accuracy, contention, gpu_state, tuning
+from kanbench.harness import accuracy, contention, folder_lock, gpu_state, tuning
 from kanbench.harness.base import get_harness, harness_names, measurement_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
@@ -229,72 +229,73 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if (out_dir / "results.csv").exists() and (out_dir / "results.csv").stat().st_size and not args.resume:
         raise ValueError(f"{out_dir} already holds a run; add --resume to complete it, or choose another --out.")
     writable_folder(out_dir)
-    previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
-        else {}
-    run_id = previous.get("run_id", run_id)  # a resumed run keeps its id
-    started = time.perf_counter()
-    env = environment(device, sys.argv[1:] if args.command == "run" else None)
-    env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
-                "threads": threads})
-    searches = 0
-    if plan.accuracy_items:
-        env["accuracy_protocol"] = plan.protocol
-        searches = accuracy.search_runs(plan)
-    console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
-                  f"{len(plan.accuracy_items)} training runs"
-                  + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "") + ", "
-                  f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
-    busy = contention.machine_load(0.5)
-    if busy is not None and busy.contaminated:
-        console.print(f"[yellow]warning: the machine is busy before the run ({busy.describe()}); timings taken "
-                      "while it stays busy are measured again, then marked noisy. Publish only from an idle "
-                      "machine.[/]")
-    gpu_at_start = gpu_state.snapshot(device)  # None on a CPU
-    if gpu_busy := gpu_state.busy_before_run(gpu_at_start):
-        console.print(f"[yellow]warning: {gpu_busy} ({gpu_state.describe(gpu_at_start)}); another job's kernels "
-                      "slow every timing and no row can show it. Publish only from an idle GPU.[/]")
-    env["ceilings"] = measure_ceilings(device, dtypes)
-    sessions = previous.get("sessions", [])
-    session = {key: env[key] for key in ("time_utc", "git_commit", "command", "ceilings", "torch", "triton")}
-    session["load_at_start"] = None if busy is None else busy.describe()
-    if gpu_at_start is not None:
-        session["gpu_at_start"] = gpu_at_start
-    env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
-    if previous:  # the first session's record stays the run's; later ones are in `sessions`
-        env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
-    env["executor"] = args.executor
-    env["node"] = node_name()  # where the driver ran; with Ray, each row's node is in env["nodes"]
-    write_env(out_dir / "env.json", env)
-    runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions), executor,
-                    untimed=untimed_pool(threads) if executor is None else None)
-    for repair in runner.repairs:
-        console.print(f"[yellow]{repair}[/]")
-    try:
-        skipped = runner.run(progress=not args.no_progress)
-    except KeyboardInterrupt:
-        runner.close()
-        console.print(f"[yellow]interrupted: the rows so far are in {out_dir / 'results.csv'}; continue with "
-                      f"--resume --out {out_dir}[/]")
-        return 130
-    finally:
-        if executor is not None:
-            env["nodes"] = {**env.get("nodes", {}), **executor.nodes}
-            executor.close()
-    # each session's own time; the top level's is the latest session's
-    env["wall_seconds"] = session["wall_seconds"] = round(time.perf_counter() - started, 1)
-    if gpu_at_start is not None:  # clocks or reasons that changed during the run (a thermal slowdown, say)
-        session["gpu_at_end"] = gpu_state.snapshot(device)
-    write_env(out_dir / "env.json", env)
-    if skipped:
-        console.print(f"resumed: {skipped} units already done were skipped")
-    print_summary(out_dir / "results.csv", console)
-    console.print(f"done in {env['wall_seconds']} s: {out_dir / 'results.csv'}, env.json, samples.csv")
-    if not args.no_report:
-        from kanbench.report import make_report
+    with folder_lock.hold(out_dir):  # one run at a time writes a folder
+        previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
+            else {}
+        run_id = previous.get("run_id", run_id)  # a resumed run keeps its id
+        started = time.perf_counter()
+        env = environment(device, sys.argv[1:] if args.command == "run" else None)
+        env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
+                    "threads": threads})
+        searches = 0
+        if plan.accuracy_items:
+            env["accuracy_protocol"] = plan.protocol
+            searches = accuracy.search_runs(plan)
+        console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
+                      f"{len(plan.accuracy_items)} training runs"
+                      + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "") + ", "
+                      f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
+        busy = contention.machine_load(0.5)
+        if busy is not None and busy.contaminated:
+            console.print(f"[yellow]warning: the machine is busy before the run ({busy.describe()}); timings taken "
+                          "while it stays busy are measured again, then marked noisy. Publish only from an idle "
+                          "machine.[/]")
+        gpu_at_start = gpu_state.snapshot(device)  # None on a CPU
+        if gpu_busy := gpu_state.busy_before_run(gpu_at_start):
+            console.print(f"[yellow]warning: {gpu_busy} ({gpu_state.describe(gpu_at_start)}); another job's kernels "
+                          "slow every timing and no row can show it. Publish only from an idle GPU.[/]")
+        env["ceilings"] = measure_ceilings(device, dtypes)
+        sessions = previous.get("sessions", [])
+        session = {key: env[key] for key in ("time_utc", "git_commit", "command", "ceilings", "torch", "triton")}
+        session["load_at_start"] = None if busy is None else busy.describe()
+        if gpu_at_start is not None:
+            session["gpu_at_start"] = gpu_at_start
+        env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
+        if previous:  # the first session's record stays the run's; later ones are in `sessions`
+            env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
+        env["executor"] = args.executor
+        env["node"] = node_name()  # where the driver ran; with Ray, each row's node is in env["nodes"]
+        write_env(out_dir / "env.json", env)
+        runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions), executor,
+                        untimed=untimed_pool(threads) if executor is None else None)
+        for repair in runner.repairs:
+            console.print(f"[yellow]{repair}[/]")
+        try:
+            skipped = runner.run(progress=not args.no_progress)
+        except KeyboardInterrupt:
+            runner.close()
+            console.print(f"[yellow]interrupted: the rows so far are in {out_dir / 'results.csv'}; continue with "
+                          f"--resume --out {out_dir}[/]")
+            return 130
+        finally:
+            if executor is not None:
+                env["nodes"] = {**env.get("nodes", {}), **executor.nodes}
+                executor.close()
+        # each session's own time; the top level's is the latest session's
+        env["wall_seconds"] = session["wall_seconds"] = round(time.perf_counter() - started, 1)
+        if gpu_at_start is not None:  # clocks or reasons that changed during the run (a thermal slowdown, say)
+            session["gpu_at_end"] = gpu_state.snapshot(device)
+        write_env(out_dir / "env.json", env)
+        if skipped:
+            console.print(f"resumed: {skipped} units already done were skipped")
+        print_summary(out_dir / "results.csv", console)
+        console.print(f"done in {env['wall_seconds']} s: {out_dir / 'results.csv'}, env.json, samples.csv")
+        if not args.no_report:
+            from kanbench.report import make_report
 
-        report = make_report(out_dir)
-        console.print(f"report: {report}, {report.with_suffix('.html')} and {out_dir / 'plots'}/")
-    return 0
+            report = make_report(out_dir)
+            console.print(f"report: {report}, {report.with_suffix('.html')} and {out_dir / 'plots'}/")
+        return 0
 
 
 def print_summary(csv_path: Path, console: Console) -> None:
