@@ -11,13 +11,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 
 import math  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from kanbench import registry  # noqa: E402
 from kanbench.report import load_run  # noqa: E402
@@ -63,16 +64,65 @@ def _grid(panels: int, width: float, height: float) -> tuple[plt.Figure, list[pl
     return fig, flat[:panels]
 
 
+def _wrap(data: pd.DataFrame) -> int:
+    """Facets a row: WRAP, or fewer where there are fewer panels (seaborn sizes the figure for ``col_wrap``
+    columns, so one panel would sit in a figure four wide)."""
+    return min(WRAP, data.panel.nunique())
+
+
 def _label(df: pd.DataFrame) -> pd.Series:
     return df.variant + "/" + df.impl
 
 
+# "nice" mantissas for log-axis ticks, finest first: each axis takes the finest set whose labels do not crowd
+NICE_MANTISSAS = ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8), (1, 1.5, 2, 3, 5, 7), (1, 2, 3, 5), (1, 2, 5), (1, 3), (1,))
+MOST_LOG_TICKS = 6
+
+
+def nice_log_ticks(low: float, high: float) -> list[float] | None:
+    """Ticks for a log axis viewing [low, high], as values a reader reads off (0.2, 1.5, 5, 100): the finest set of
+    :data:`NICE_MANTISSAS` in every decade that puts at least two ticks inside the view, none closer than 1/6 of
+    its span. None where even the decades crowd (over six decades: matplotlib's decade locator thins them)."""
+    span = math.log10(high / low)
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for mantissas in NICE_MANTISSAS:
+        inside = sorted(v for e in decades for m in mantissas if low <= (v := float(f"{m * 10.0**e:.12g}")) <= high)
+        if len(inside) >= 2 and np.diff(np.log10(inside)).min() >= span / MOST_LOG_TICKS:
+            return inside
+    return None
+
+
+def readable_log_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Label a log axis with :func:`nice_log_ticks` in plain numbers (decades alone would leave a panel of 1.8-5 ms
+    without a single label); a view too narrow for two of them gets linear ticks (so narrow, it looks linear), one
+    over more than six decades matplotlib's thinned decades."""
+    low, high = sorted(axis.get_view_interval())
+    if not 0 < low < high:
+        return
+    if (ticks := nice_log_ticks(low, high)) is not None:
+        axis.set_major_locator(FixedLocator(ticks))
+    elif math.log10(high / low) < 1:
+        axis.set_major_locator(MaxNLocator(nbins=4))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def ticks_at(axes: Iterable[plt.Axes], values: Iterable[float], most: int = 8) -> None:
+    """Label the x axes at the values measured (batch sizes 1, 2, 4, ..., 64) where there are at most ``most``."""
+    values = sorted(set(values))
+    if len(values) <= most:
+        for ax in axes:
+            ax.xaxis.set_major_locator(FixedLocator(values))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig: plt.Figure, out: Path, name: str, tight: bool = True) -> list[Path]:
     """PNG and SVG. ``tight=False`` for seaborn figure-level grids, which place their own legend outside."""
-    for ax in fig.axes:  # log axes: decade labels only, so minor labels cannot collide
+    for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == "log":
-                axis.set_minor_formatter(NullFormatter())
+            if scale == "log" and not isinstance(axis.get_major_locator(), FixedLocator):  # a plot's own ticks stay
+                readable_log_ticks(axis)
     if tight:
         fig.tight_layout()
     paths = [out / f"{name}.png", out / f"{name}.svg"]
@@ -97,18 +147,25 @@ def _panel(samples: pd.DataFrame, panel: tuple[str, str, int, int]) -> pd.DataFr
                    (samples.d_model == d_model)]
 
 
-def latency_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
-    """Median latency per variant × impl, one panel per mode × dtype at its largest shape, bars from every sample
-    with the 20th–80th percentile interval."""
+def latency_dots(samples: pd.DataFrame, figs: Figures) -> list[Path]:
+    """Median latency per variant × impl (dot) with the 20th–80th percentile of every sample (line), one panel per
+    mode × dtype at its largest shape. Dots, not bars: on a log axis a bar's length depends on where the axis
+    happens to start, so it would misstate the ratio between two impls."""
     panels = _largest_shape_panels(samples)
     configs = _label(samples).nunique()
     fig, axes = _grid(len(panels), 4.4, 0.32 * configs + 1.6)
     for ax, panel in zip(axes, panels, strict=True):
         part = _panel(samples, panel).assign(config=lambda d: _label(d))
-        order = part.groupby("config").ms.median().sort_values().index
-        sns.barplot(part, y="config", x="ms", hue="variant", order=order, estimator="median", errorbar=("pi", 60),
-                    palette=figs.colours, dodge=False, legend=False, ax=ax)
+        stats = part.groupby(["config", "variant"]).ms.quantile([0.2, 0.5, 0.8]).unstack().reset_index()
+        stats = stats.sort_values(0.5).reset_index(drop=True)
+        y = np.arange(len(stats))
+        colours = [figs.colours[v] for v in stats.variant]
+        ax.hlines(y, stats[0.2], stats[0.8], colors=colours, lw=2.5)
+        ax.scatter(stats[0.5], y, c=colours, s=45, zorder=3, edgecolors="black", linewidths=0.5)
+        ax.set_yticks(y, stats.config)
+        ax.set_ylim(len(stats) - 0.5, -0.5)  # fastest on top
         ax.set_xscale("log")
+        ax.grid(True, axis="x", which="major")
         ax.set(title=f"{panel[0]}, {panel[1]}, {panel[2]} tok × {panel[3]}", ylabel="",
                xlabel="latency (ms, log; median, p20–p80)")
     fig.suptitle(figs.title("latency per variant and impl", samples, "largest shape per mode"), y=1.0)
@@ -141,7 +198,9 @@ def speedup_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     for ax, (panel, data) in zip(axes, panels, strict=True):
         data = data.assign(config=_label(data)).sort_values("speedup", ascending=False).reset_index(drop=True)
         y = np.arange(len(data))
-        ax.barh(y, data.speedup, color=[figs.colours[v] for v in data.variant])
+        # bars from 1 (as fast as the baseline): slower to the left, faster to the right, the length the ratio on
+        # the log axis; a bar from 0 would be as long as the axis's arbitrary left end made it
+        ax.barh(y, data.speedup - 1, left=1, color=[figs.colours[v] for v in data.variant])
         ax.errorbar(data.speedup, y, xerr=[data.speedup - data.low, data.high - data.speedup], fmt="none",
                     ecolor="black", capsize=3, lw=1)
         ax.axvline(1.0, color="grey", lw=1, ls="--")
@@ -161,27 +220,31 @@ def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     if data.empty:
         return []
     data["panel"] = data["mode"] + ", " + data.dtype + ", d_model " + data.d_model.astype(str)
-    grid = sns.relplot(data, x="tokens", y="ms", hue="variant", style="impl", col="panel", col_wrap=WRAP,
+    grid = sns.relplot(data, x="tokens", y="ms", hue="variant", style="impl", col="panel", col_wrap=_wrap(data),
                        kind="line", marker="o", palette=figs.colours, height=3.2, aspect=1.2,
                        facet_kws={"sharey": False})
     grid.set(xscale="log", yscale="log")
     grid.set_titles("{col_name}")
     grid.set_axis_labels("tokens (log)", "median latency (ms, log)")
+    ticks_at(grid.axes.flat, data.tokens)
     grid.figure.suptitle(figs.title("latency against batch size", data), y=1.0, va="bottom")
     return _save(grid.figure, figs.out, "latency_vs_tokens", tight=False)
 
 
-def memory_bars(results: pd.DataFrame, figs: Figures) -> list[Path]:
+def memory_dots(results: pd.DataFrame, figs: Figures) -> list[Path]:
     mem = results[(results.harness == "memory") & (results.status == "ok") &
                   results.metric.isin(["peak_over_baseline", "saved_for_backward"]) & (results["mode"] == "fwd_bwd")]
     if mem.empty:
         return []
     mem = mem.assign(MiB=mem.value.astype(float) / 2**20, config=_label(mem))
-    mem = mem[mem.tokens == mem.tokens.max()]
+    mem = mem[(mem.tokens == mem.tokens.max()) & (mem.MiB > 0)]  # a log axis has no place for 0
+    if mem.empty:
+        return []
     mem = mem.assign(panel=mem.metric + ", " + mem.dtype)
-    grid = sns.catplot(mem, y="config", x="MiB", hue="variant", col="panel", col_wrap=WRAP, kind="bar",
-                       palette=figs.colours, dodge=False, legend=False, height=0.3 * mem.config.nunique() + 1.8,
-                       aspect=1.4, sharex=False)
+    # dots, not bars, on the log axis (see latency_dots)
+    grid = sns.catplot(mem, y="config", x="MiB", hue="variant", col="panel", col_wrap=_wrap(mem), kind="strip",
+                       jitter=False, size=7, edgecolor="black", linewidth=0.5, palette=figs.colours, legend=False,
+                       height=0.3 * mem.config.nunique() + 1.8, aspect=1.4, sharex=False)
     grid.set(xscale="log")
     grid.set_titles("{col_name}")
     grid.set_axis_labels("MiB (log)", "")
@@ -199,13 +262,17 @@ def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
         return []
     data = data.assign(ms=data.value_ms.astype(float), gflop=data.value_flop.astype(float) / 1e9,
                        panel=data["mode"] + ", " + data.dtype)
-    grid = sns.relplot(data, x="gflop", y="ms", hue="variant", style="impl", col="panel", col_wrap=WRAP,
+    data = data[data.gflop > 0]  # nothing counted (an op the counter does not see) has no place on a log axis
+    if data.empty:
+        return []
+    grid = sns.relplot(data, x="gflop", y="ms", hue="variant", style="impl", col="panel", col_wrap=_wrap(data),
                        palette=figs.colours, s=70, height=3.2, aspect=1.2,
                        facet_kws={"sharey": False, "sharex": False})
     grid.set(xscale="log", yscale="log")
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("GFLOP per call (matmul + elementwise, log)", "median latency (ms, log)")
-    grid.figure.suptitle(figs.title("FLOPs against measured latency", data), y=1.0, va="bottom")
+    grid.set_axis_labels("GFLOP per call (log)", "median latency (ms, log)")
+    grid.figure.suptitle(figs.title("counted FLOPs (matmul + elementwise) against measured latency", data), y=1.0,
+                         va="bottom")
     return _save(grid.figure, figs.out, "flops_vs_latency", tight=False)
 
 
@@ -301,6 +368,7 @@ def spark_speedup(results: pd.DataFrame, figs: Figures) -> list[Path]:
                     label=f"spark_ffn/{impl} vs {dense}")
     ax.axhline(1.0, color="grey", lw=1)
     ax.set(xscale="log", xlabel="batch (tokens per decode step, log)", ylabel="speed-up (dense ms / Spark ms)")
+    ticks_at([ax], spark.tokens)
     handles, labels = ax.get_legend_handles_labels()
     fractions = results[results.metric.isin(["active_union_fraction", "active_fraction"]) &
                         (results.variant == "spark_ffn") & (results["mode"] == "decode")]
@@ -333,8 +401,8 @@ def write_plots(run_dir: Path) -> list[Path]:
     figs = Figures(out, palette(sorted(set(results.variant))), f"{device} ({env.get('device', '?')})")
     sns.set_theme(style="whitegrid", context="notebook")
     paths: list[Path] = []
-    for plot in (latency_bars, speedup_bars, latency_vs_tokens):
+    for plot in (latency_dots, speedup_bars, latency_vs_tokens):
         paths += plot(samples, figs) if not samples.empty else []
-    for plot in (memory_bars, flops_vs_latency, accuracy_plots, spark_speedup):
+    for plot in (memory_dots, flops_vs_latency, accuracy_plots, spark_speedup):
         paths += plot(results, figs)
     return paths

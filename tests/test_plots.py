@@ -1,0 +1,84 @@
+"""Plots a reader can read values off: log axes labelled in plain numbers wherever they span, speed-up bars that
+start at 1 (a bar on a log axis that starts at the axis's edge is as long as that edge makes it), latency and
+memory as dots at the medians."""
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from test_report import synthetic_run
+
+from kanbench.report import plots
+
+
+@pytest.mark.parametrize("low, high", [(1.8, 5.0), (0.45, 1.6), (0.09, 0.31), (1.02, 7.9), (0.001, 500.0),
+                                       (3e-4, 2e2), (0.3, 1.05), (1.0, 1.5), (120.0, 20000.0)])
+def test_log_ticks_are_at_least_two_inside_the_view_and_never_crowd(low, high):
+    ticks = plots.nice_log_ticks(low, high)
+    assert ticks is not None and len(ticks) >= 2
+    assert all(low <= t <= high for t in ticks)
+    gaps = np.diff(np.log10(ticks))
+    assert gaps.min() >= math.log10(high / low) / plots.MOST_LOG_TICKS - 1e-12
+    assert all(len(f"{t:g}") <= 6 for t in ticks)  # 0.3, not 0.30000000000000004
+
+
+def test_the_finest_ticks_that_do_not_crowd_are_chosen():
+    assert plots.nice_log_ticks(1.8, 5.0) == [2.0, 2.5, 3.0, 4.0, 5.0]  # decades alone: no label in this panel
+    assert plots.nice_log_ticks(1.6, 5.3) == [2.0, 3.0, 5.0]  # 1.5 and 7 outside it, 2.5 too close to 3 for it
+    assert plots.nice_log_ticks(0.001, 500.0) == [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
+    assert plots.nice_log_ticks(1e-3, 1e8) is None  # over six decades: matplotlib thins the decades
+
+
+@pytest.mark.parametrize("low, high", [(1.8, 5.0), (0.95, 1.01), (1.25, 1.9), (1e-3, 1e8)])
+def test_every_log_axis_gets_labels_inside_its_view(low, high):
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    plots.readable_log_ticks(ax.xaxis)
+    fig.canvas.draw()
+    labelled = [t for t in ax.xaxis.get_major_ticks() if t.label1.get_text() and low <= t.get_loc() <= high]
+    plt.close(fig)
+    assert len(labelled) >= 2
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures a plot function draws, kept open instead of saved."""
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out, name, tight=True: figures.setdefault(name, fig) and [])
+    yield figures
+    plt.close("all")
+
+
+def _samples(run):
+    return pd.read_csv(run / "samples.csv", keep_default_na=False)
+
+
+def test_speedup_bars_start_at_one_and_end_at_the_speedup(tmp_path, drawn):
+    run = synthetic_run(tmp_path / "run")  # variants before mlp in the registry are faster, those after slower
+    figs = plots.Figures(run / "plots", plots.palette([]), "synthetic")
+    plots.speedup_bars(_samples(run), figs)
+    ax = drawn["speedup_vs_baseline"].axes[0]
+    ends = {}
+    for bar, label in zip(ax.patches, [t.get_text() for t in ax.get_yticklabels()], strict=True):
+        x0, x1 = sorted((bar.get_x(), bar.get_x() + bar.get_width()))
+        assert 1.0 in (pytest.approx(x0), pytest.approx(x1)), label
+        ends[label] = x1 if x0 == pytest.approx(1.0) else x0
+    assert ends["af_kan/reference"] == pytest.approx(7.0) and ends["wav_kan/reference"] == pytest.approx(0.7)
+
+
+def test_latency_dots_sit_at_the_medians_of_the_samples(tmp_path, drawn):
+    run = synthetic_run(tmp_path / "run")
+    samples = _samples(run)
+    figs = plots.Figures(run / "plots", plots.palette([]), "synthetic")
+    plots.latency_dots(samples, figs)
+    ax = drawn["latency_by_variant"].axes[0]
+    mode, dtype, tokens, d_model = plots._largest_shape_panels(samples)[0]
+    part = samples[(samples["mode"] == mode) & (samples.tokens == tokens)]
+    medians = part.groupby(part.variant + "/" + part.impl).ms.median()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    xs = ax.collections[-1].get_offsets()[:, 0]  # the dots, drawn after the p20-p80 lines
+    assert dict(zip(labels, xs, strict=True)) == pytest.approx(medians.to_dict())
+    assert list(xs) == sorted(xs)  # fastest on top
