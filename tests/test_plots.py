@@ -82,3 +82,16 @@ def test_latency_dots_sit_at_the_medians_of_the_samples(tmp_path, drawn):
     xs = ax.collections[-1].get_offsets()[:, 0]  # the dots, drawn after the p20-p80 lines
     assert dict(zip(labels, xs, strict=True)) == pytest.approx(medians.to_dict())
     assert list(xs) == sorted(xs)  # fastest on top
+
+
+def test_a_plot_the_report_no_longer_draws_is_removed_and_a_foreign_file_stays(tmp_path):
+    run = synthetic_run(tmp_path / "run")
+    (run / "plots").mkdir()
+    for name in ("memory.png", "memory.svg", "mine.png"):
+        (run / "plots" / name).write_bytes(b"an earlier report's plot")
+    df = pd.read_csv(run / "results.csv", keep_default_na=False)
+    df[df.harness != "memory"].to_csv(run / "results.csv", index=False)  # no memory rows now: no memory plot
+    written = plots.write_plots(run)
+    assert not (run / "plots" / "memory.png").exists() and not (run / "plots" / "memory.svg").exists()
+    assert (run / "plots" / "mine.png").exists()
+    assert {p.name for p in written} == {p.name for p in (run / "plots").iterdir()} - {"mine.png"}

@@ -25,6 +25,8 @@ from kanbench.report import load_run  # noqa: E402
 from kanbench.report.intervals import SAMPLE_KEYS, ratio_interval  # noqa: E402
 
 WRAP = 4  # facets a row
+PLOT_NAMES = ("latency_by_variant", "speedup_vs_baseline", "latency_vs_tokens", "memory", "flops_vs_latency",
+              "accuracy_vs_params", "accuracy_vs_step_time", "accuracy_vs_flops", "spark_speedup_vs_batch")
 
 
 @dataclass
@@ -389,7 +391,8 @@ def spark_speedup(results: pd.DataFrame, figs: Figures) -> list[Path]:
 
 
 def write_plots(run_dir: Path) -> list[Path]:
-    """Every plot this run has data for; returns the files written."""
+    """Every plot this run has data for; returns the files written. A plot an earlier report wrote that this one
+    does not (its data now left off, say) is removed: the folder shows what the report shows."""
     results, env = load_run(run_dir)
     samples_path = run_dir / "samples.csv"
     samples = pd.read_csv(samples_path) if samples_path.exists() and samples_path.stat().st_size else pd.DataFrame()
@@ -405,4 +408,6 @@ def write_plots(run_dir: Path) -> list[Path]:
         paths += plot(samples, figs) if not samples.empty else []
     for plot in (memory_dots, flops_vs_latency, accuracy_plots, spark_speedup):
         paths += plot(results, figs)
+    for stale in {out / f"{name}{suffix}" for name in PLOT_NAMES for suffix in (".png", ".svg")} - set(paths):
+        stale.unlink(missing_ok=True)  # kanbench's own names only: a file someone else put there stays
     return paths
