@@ -126,6 +126,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cuda-graph", action="store_true",
                    help="add a CUDA-graph latency column (fwd_bwd: forward and backward graphs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the run would measure and skip (and why), then stop: nothing measured or written")
     p.add_argument("--no-report", action="store_true", help="skip the plots and report.md at the end")
     p.set_defaults(func=cmd_run)
 
@@ -223,11 +225,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
         config.validate()
 
-    executor = get_executor(args.executor, args.ray_address)  # before anything is written: fail fast
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)
     if (out_dir / "results.csv").exists() and (out_dir / "results.csv").stat().st_size and not args.resume:
         raise ValueError(f"{out_dir} already holds a run; add --resume to complete it, or choose another --out.")
+    if args.dry_run:
+        from kanbench.cli_plan import print_plan
+
+        print_plan(plan, harnesses, device, out_dir, args.resume, console)
+        return 0
+    executor = get_executor(args.executor, args.ray_address)  # before anything is written: fail fast
     writable_folder(out_dir)
     with folder_lock.hold(out_dir):  # one run at a time writes a folder
         previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
