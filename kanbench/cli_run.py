@@ -7,6 +7,7 @@ import argparse
 import fnmatch
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from kanbench.harness import accuracy, contention, folder_lock, gpu_state, tunin
 from kanbench.harness.base import get_harness, harness_names, measurement_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
+from kanbench.harness.interrupts import stops_on_termination
 from kanbench.harness.plan import make_plan
 from kanbench.harness.presets import PRESETS, Preset, get_preset
 from kanbench.harness.runner import Runner
@@ -278,12 +280,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         for repair in runner.repairs:
             console.print(f"[yellow]{repair}[/]")
         try:
-            skipped = runner.run(progress=not args.no_progress)
-        except KeyboardInterrupt:
+            with stops_on_termination():
+                skipped = runner.run(progress=not args.no_progress)
+        except KeyboardInterrupt as err:
             runner.close()
-            console.print(f"[yellow]interrupted: the rows so far are in {out_dir / 'results.csv'}; continue with "
-                          f"--resume --out {out_dir}[/]")
-            return 130
+            signum = getattr(err, "signum", signal.SIGINT)
+            console.print(f"[yellow]interrupted ({signal.Signals(signum).name}): the rows so far are in "
+                          f"{out_dir / 'results.csv'}; continue with --resume --out {out_dir}[/]")
+            return 128 + signum
         finally:
             if executor is not None:
                 env["nodes"] = {**env.get("nodes", {}), **executor.nodes}

@@ -164,3 +164,79 @@ def test_where_no_worker_can_be_forked_the_units_run_in_the_runners_process(tmp_
     monkeypatch.setattr(pool.UntimedPool, "_submit", cannot_fork)
     df = run_mixed(tmp_path, threads=2)
     assert len(df) == 2 * len(VARIANTS) and set(df.status) == {"ok"} and (df.pid == os.getpid()).all()
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in os.listdir("/proc"):
+        try:
+            fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if stat.isdigit() and int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat))
+    return found
+
+
+def _gone(pids: set[int], within: float = 10.0) -> bool:
+    """Whether ``pids`` all end within ``within`` seconds; those that do not are killed (no test leaves them)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{pid}") for pid in pids):
+            return True
+        time.sleep(0.1)
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    return False
+
+
+HOLDER = """
+import sys, time
+from kanbench.executors import pool
+untimed = pool.untimed_pool(2)
+futures = [untimed._submit(time.sleep, 60)[0] for _ in range(2)]
+print(" ".join(map(str, untimed._pool._processes)), flush=True)
+time.sleep(60)
+"""
+
+
+def test_workers_end_with_a_parent_killed_outright():
+    """SIGKILL (the OOM killer, a kill of the run's pid alone) gives the run no chance to shut its pool down; the
+    workers, a minute of training each here, must not outlive it."""
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+    workers = set(map(int, parent.stdout.readline().split()))
+    assert len(workers) == 2 and workers <= _children(parent.pid)
+    parent.kill()
+    parent.wait()
+    assert _gone(workers), f"workers {workers} outlived their parent"
+
+
+def test_a_sigterm_during_the_search_ends_the_run_as_ctrl_c_does(tmp_path):
+    """``timeout`` or a scheduler sends SIGTERM to the run alone: it stops its workers (not left training), keeps
+    its rows, says how to resume and exits 128 + 15."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "kanbench.cli", "run", "--harness", "accuracy", "--variants",
+                            "mlp,glu,grkan", "--tasks", "digits", "--threads", "2", "--out", str(out),
+                            "--no-progress", "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, env={**os.environ, "COLUMNS": "200"})
+    deadline = time.monotonic() + 120
+    while len(workers := _children(run.pid)) < 2 and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    assert len(workers) == 2, "the search never reached the pool"
+    run.send_signal(signal.SIGTERM)
+    said, _ = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, said
+    assert f"interrupted (SIGTERM): the rows so far are in {out / 'results.csv'}" in said
+    assert _gone(workers, within=5)
+    pd.read_csv(out / "results.csv")  # whole rows only

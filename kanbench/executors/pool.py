@@ -16,10 +16,12 @@ takes the units still to run. Where no worker can be forked at all, the units ru
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -38,10 +40,29 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _worker_init() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this worker when the thread that forked it ends: a parent killed outright (SIGKILL, the OOM
+    killer, a ``kill`` of its pid alone) otherwise leaves its workers running their training runs, then idle for
+    ever, beside whatever the machine times next. Set only where the main thread forks (the signal follows the
+    forking thread, not the process)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: the parent's own shutdown remains the only one
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _worker_init(parent: int, forked_by_main_thread: bool) -> None:
     """One torch thread before any op (as torch's DataLoader workers do: no OpenMP pool crosses the fork); the
     process's own stdout/stderr rather than the parent's progress-bar proxies, whose locks another thread of the
-    parent may have held when it forked; and Ctrl-C ends the worker quietly (the parent reports the interrupt)."""
+    parent may have held when it forked; Ctrl-C ends the worker quietly (the parent reports the interrupt); and the
+    worker ends with its parent (:func:`_die_with`)."""
+    if forked_by_main_thread:
+        _die_with(parent)
     torch.set_num_threads(1)
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
@@ -67,8 +88,10 @@ class UntimedPool:
 
     def _submit(self, *call: Any) -> tuple[Future, ProcessPoolExecutor]:
         if self._pool is None:
+            # the fork context starts every worker here, in the calling thread, at the first submit
+            forked_by_main_thread = threading.current_thread() is threading.main_thread()
             self._pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"),
-                                             initializer=_worker_init)
+                                             initializer=_worker_init, initargs=(os.getpid(), forked_by_main_thread))
         with warnings.catch_warnings():  # Python 3.12+ warns of forking a threaded process: see _worker_init
             warnings.simplefilter("ignore", DeprecationWarning)
             return self._pool.submit(*call), self._pool
@@ -108,8 +131,8 @@ class UntimedPool:
                             self.close()  # a worker died, and every batch then running with it: a fresh pool
                     runner.record(rows)
                     advance(len(batch))
-        except KeyboardInterrupt:
-            self.close()
+        except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to the run alone did not
+            self.close(stop_running=True)
             raise
 
     @staticmethod
@@ -121,7 +144,14 @@ class UntimedPool:
                                message=f"{what}: {type(err).__name__}: {first_line}")
                 for config, _, mode in batch]
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, stop_running: bool = False) -> None:
+        """Shut the workers down; ``stop_running`` kills those still training instead of waiting for them (an
+        interrupted run: their rows would be discarded anyway, and a search run can take minutes)."""
+        if self._pool is None:
+            return
+        if stop_running:
+            # the executor's own process table (Python 3.14's ProcessPoolExecutor.kill_workers does the same)
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
