@@ -4,6 +4,8 @@ the sweep, print the summary."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import fnmatch
 import json
 import os
@@ -30,6 +32,8 @@ from kanbench.harness.runner import Runner
 from kanbench.names import UnknownNameError, unknown_name_message
 
 RESULTS_ROOT = Path("results") / "runs"
+# a run's files cannot be written any more: disk full, quota, file too large, read-only or failing disk
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 
 def _split(value: str | None, flag: str) -> list[str] | None:
@@ -288,6 +292,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[yellow]interrupted ({signal.Signals(signum).name}): the rows so far are in "
                           f"{out_dir / 'results.csv'}; continue with --resume --out {out_dir}[/]")
             return 128 + signum
+        except OSError as err:
+            if err.errno not in WRITE_FAILURES:
+                raise
+            with contextlib.suppress(OSError):  # what is still buffered cannot be written either
+                runner.close()
+            raise ValueError(f"writing the results in {out_dir} failed ({err.strerror}): every complete row so far "
+                             f"is kept; make room and continue with --resume --out {out_dir}.") from None
         finally:
             if executor is not None:
                 env["nodes"] = {**env.get("nodes", {}), **executor.nodes}
