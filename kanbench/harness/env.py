@@ -43,6 +43,30 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_frequency(root: Path = Path("/sys/devices/system/cpu")) -> dict[str, Any] | None:
+    """How the kernel drives the CPU's clock, which moves every CPU time: the scaling governor (each one in use),
+    its driver, the frequency limits in MHz and whether turbo/boost is on. None where ``/sys`` does not expose it
+    (most VMs: the host decides)."""
+    governors = sorted({g for p in root.glob("cpu[0-9]*/cpufreq/scaling_governor") if (g := _read(p))})
+    if not governors:
+        return None
+    cpu0 = root / "cpu0" / "cpufreq"
+    info: dict[str, Any] = {"governor": ",".join(governors), "driver": _read(cpu0 / "scaling_driver")}
+    for key, name in (("min_mhz", "scaling_min_freq"), ("max_mhz", "scaling_max_freq")):
+        khz = _read(cpu0 / name)
+        info[key] = int(khz) // 1000 if khz and khz.isdigit() else None
+    no_turbo, boost = _read(root / "intel_pstate" / "no_turbo"), _read(root / "cpufreq" / "boost")
+    info["turbo"] = no_turbo == "0" if no_turbo is not None else boost == "1" if boost is not None else None
+    return info
+
+
 def _version(module: str) -> str | None:
     try:
         return __import__(module).__version__
@@ -74,6 +98,7 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         "device": device,
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_frequency": cpu_frequency(),
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,

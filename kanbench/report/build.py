@@ -28,10 +28,20 @@ TARGETS_TEXT = (
     "are not judged. The targets and their shapes: `kanbench/report/targets.py`.")
 
 
+def _clock(frequency: dict | None) -> str:
+    """The CPU clock's settings in a few words; nothing where the run did not record them (a VM, an older run)."""
+    if not frequency:
+        return ""
+    turbo = {True: ", turbo on", False: ", turbo off"}.get(frequency.get("turbo"), "")
+    limits = f" {frequency['min_mhz']}–{frequency['max_mhz']} MHz" if frequency.get("max_mhz") else ""
+    return f" (governor {frequency['governor']}{limits}{turbo})"
+
+
 def environment_lines(env: dict) -> list[str]:
     device = env.get("gpu") or env.get("cpu", "?")
     return [f"device: {device} ({env.get('device', '?')}), driver {env.get('driver', '-')}, CUDA "
-            f"{env.get('cuda', '-')}; CPU {env.get('cpu', '?')}, {env.get('threads', '?')} threads",
+            f"{env.get('cuda', '-')}; CPU {env.get('cpu', '?')}{_clock(env.get('cpu_frequency'))}, "
+            f"{env.get('threads', '?')} threads",
             f"python {env.get('python')}, torch {env.get('torch')}, triton {env.get('triton')}; "
             f"commit {env.get('git_commit')}",
             f"command: `{env.get('command')}`",

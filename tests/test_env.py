@@ -1,0 +1,36 @@
+"""env.json's record of how the CPU clock was driven (governor, limits, turbo), read from /sys where the kernel
+exposes it, and shown in the report's header; absent (a VM) it is None and the header says nothing of it."""
+
+from kanbench.harness.env import cpu_frequency
+from kanbench.report.build import environment_lines
+
+
+def _sysfs(root, governors, turbo_file=None, turbo=None):
+    for cpu, governor in enumerate(governors):
+        freq = root / f"cpu{cpu}" / "cpufreq"
+        freq.mkdir(parents=True)
+        (freq / "scaling_governor").write_text(governor + "\n")
+        (freq / "scaling_driver").write_text("intel_pstate\n")
+        (freq / "scaling_min_freq").write_text("800000\n")
+        (freq / "scaling_max_freq").write_text("4700000\n")
+    if turbo_file:
+        (root / turbo_file).parent.mkdir(parents=True, exist_ok=True)
+        (root / turbo_file).write_text(turbo + "\n")
+    return root
+
+
+def test_the_clock_settings_are_read_from_sysfs(tmp_path):
+    root = _sysfs(tmp_path, ["performance", "powersave"], "intel_pstate/no_turbo", "1")
+    assert cpu_frequency(root) == {"governor": "performance,powersave", "driver": "intel_pstate", "min_mhz": 800,
+                                   "max_mhz": 4700, "turbo": False}
+    boost = _sysfs(tmp_path / "amd", ["schedutil"], "cpufreq/boost", "1")
+    assert cpu_frequency(boost)["turbo"] is True
+    assert cpu_frequency(_sysfs(tmp_path / "unknown", ["performance"]))["turbo"] is None
+
+
+def test_a_machine_that_does_not_expose_its_clock_records_none_and_the_header_stays_as_it_was(tmp_path):
+    assert cpu_frequency(tmp_path) is None
+    env = {"device": "cpu", "cpu": "AMD EPYC", "threads": 2}
+    assert environment_lines(env)[0].endswith("CPU AMD EPYC, 2 threads")
+    env["cpu_frequency"] = cpu_frequency(_sysfs(tmp_path / "m", ["performance"], "intel_pstate/no_turbo", "0"))
+    assert "CPU AMD EPYC (governor performance 800–4700 MHz, turbo on), 2 threads" in environment_lines(env)[0]
