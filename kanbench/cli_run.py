@@ -245,6 +245,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     with folder_lock.hold(out_dir):  # one run at a time writes a folder
         previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
             else {}
+        for key, given, flag in (("preset", preset.name, "--preset"), ("device", device, "--device")):
+            if previous.get(key, given) != given:  # the folder's env.json and report describe the first session's
+                raise ValueError(f"{out_dir} holds a run with {key} {previous[key]}, not {given}: resume it with "
+                                 f"{flag} {previous[key]}, or give this run another --out.")
         run_id = previous.get("run_id", run_id)  # a resumed run keeps its id
         started = time.perf_counter()
         env = environment(device, sys.argv[1:] if args.command == "run" else None)

@@ -80,3 +80,21 @@ def test_other_os_errors_are_not_taken_for_a_full_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(ResultWriter, "write", lambda self, rows: (_ for _ in ()).throw(FileNotFoundError(2, "x")))
     with pytest.raises(FileNotFoundError):
         main([*RUN, "--variants", "mlp", "--out", str(tmp_path / "run")])
+
+
+def test_resume_refuses_another_preset_or_device_than_the_folders(tmp_path, capsys):
+    """A folder describes one preset on one device (env.json, the report's header, the targets): a resume with
+    another would file its rows under the first's description."""
+    import json
+
+    out = tmp_path / "run"
+    assert main([*RUN, "--variants", "mlp", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*RUN, "--variants", "grkan", "--preset", "kat-b", "--d-model", "16", "--out", str(out),
+                 "--resume"]) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"{out} holds a run with preset default, not kat-b: resume it with --preset default" in said
+    env = json.loads((out / "env.json").read_text())
+    (out / "env.json").write_text(json.dumps({**env, "device": "cuda"}))
+    assert main([*RUN, "--variants", "mlp", "--out", str(out), "--resume"]) == 2
+    assert "holds a run with device cuda, not cpu: resume it with --device cuda" in capsys.readouterr().out
