@@ -34,7 +34,7 @@ def test_a_dry_run_with_resume_counts_the_units_on_file(tmp_path, capsys):
     before = (out / "results.csv").read_bytes()
     assert main([*args, "--resume", "--variants", "mlp,glu", "--dry-run"]) == 0
     said = _said(capsys)
-    assert "--resume: 2 of the 6 units are already in" in said and "4 units to run" in said
+    assert "--resume: 2 of the 6 measurement units are already in" in said and "4 units to run" in said
     assert (out / "results.csv").read_bytes() == before
 
 
@@ -43,3 +43,13 @@ def test_a_dry_run_refuses_what_the_run_would_refuse(tmp_path, capsys):
     assert main(["run", "--variants", "mlp", "--harness", "flops", "--out", str(out), *SMALL]) == 0
     assert main(["run", "--variants", "mlp", "--harness", "flops", "--out", str(out), "--dry-run", *SMALL]) == 2
     assert "already holds a run; add --resume" in _said(capsys)
+
+
+def test_a_dry_run_counts_the_accuracy_searches_and_final_runs(tmp_path, capsys):
+    """Accuracy plans its final runs only once its searches are on file: the dry run counts both from the plan
+    (3 seeds, 6 learning-rate × preparation settings searched on seed 0, for mlp on digits)."""
+    assert main(["run", "--variants", "mlp", "--harness", "accuracy,flops", "--impl", "reference", "--tasks",
+                 "digits", "--out", str(tmp_path / "run"), "--dry-run", *SMALL]) == 0
+    said = _said(capsys)
+    assert "accuracy: 3 training runs on digits + 6 search runs (tuned protocol)" in said
+    assert "12 units to run" in said  # 3 FLOPs units (fwd_no_grad, fwd_bwd, decode) + 3 + 6

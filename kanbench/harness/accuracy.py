@@ -178,15 +178,18 @@ def build_model(task: Task, variant: str, hidden: int, vocab: int = 0, hp: dict[
     return CharLM(variant, vocab, task.d_model, hidden, LM_CONTEXT, **hp)
 
 
+def searches_before(plan: Any, config: Config, task_name: str) -> int:
+    """How many search runs the plan's protocol trains before this accuracy item (seed 0 of a variant × task)."""
+    task = get_task(task_name)
+    if config.seed != 0 or task.form == "anchor" or supports(task, config.variant):
+        return 0
+    settings = tuning.candidates(task, config.variant, plan.protocol)
+    return len(settings) if len(settings) > 1 else 0
+
+
 def search_runs(plan: Any) -> int:
     """How many search runs the plan's protocol adds to its final training runs."""
-    total = 0
-    for config, task_name in plan.accuracy_items:
-        task = get_task(task_name)
-        if config.seed == 0 and task.form != "anchor" and not supports(task, config.variant):
-            settings = tuning.candidates(task, config.variant, plan.protocol)
-            total += len(settings) if len(settings) > 1 else 0
-    return total
+    return sum(searches_before(plan, config, task_name) for config, task_name in plan.accuracy_items)
 
 
 @register_harness
