@@ -2,6 +2,7 @@
 start at 1 (a bar on a log axis that starts at the axis's edge is as long as that edge makes it), latency and
 memory as dots at the medians."""
 
+import json
 import math
 
 import matplotlib.pyplot as plt
@@ -47,7 +48,7 @@ def test_every_log_axis_gets_labels_inside_its_view(low, high):
 def drawn(monkeypatch):
     """The figures a plot function draws, kept open instead of saved."""
     figures = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, out, name, tight=True: figures.setdefault(name, fig) and [])
+    monkeypatch.setattr(plots, "_save", lambda fig, figs, name, tight=True: figures.setdefault(name, fig) and [])
     yield figures
     plt.close("all")
 
@@ -95,3 +96,19 @@ def test_a_plot_the_report_no_longer_draws_is_removed_and_a_foreign_file_stays(t
     assert not (run / "plots" / "memory.png").exists() and not (run / "plots" / "memory.svg").exists()
     assert (run / "plots" / "mine.png").exists()
     assert {p.name for p in written} == {p.name for p in (run / "plots").iterdir()} - {"mine.png"}
+
+
+def test_every_figure_is_signed_with_the_versions_and_commit_behind_it(tmp_path):
+    """A figure quoted alone (a slide, a paper) still names its software: the footer under everything drawn."""
+    env = {"git_commit": "0123456789abcdef", "torch": "2.11.0+cu130", "triton": "3.6.0", "cuda": "13.0",
+           "driver": "580.1", "time_utc": "2026-11-22T10:00:00Z"}
+    sign = plots.footer(env)
+    assert sign == "kanbench 0123456789ab · torch 2.11.0+cu130 · triton 3.6.0 · CUDA 13.0, driver 580.1 · 2026-11-22"
+    assert plots.footer({"torch": "2.13.0+cpu"}) == "kanbench ? · torch 2.13.0+cpu · triton -"
+    run = synthetic_run(tmp_path / "run")
+    (run / "env.json").write_text(json.dumps({"device": "cpu", "cpu": "synthetic", **env}))
+    written = plots.write_plots(run)
+    svgs = [p for p in written if p.suffix == ".svg"]
+    assert len(svgs) == len(plots.PLOT_NAMES)
+    for svg in svgs:
+        assert sign in svg.read_text(), svg.name

@@ -36,6 +36,7 @@ class Figures:
     out: Path
     colours: dict[str, tuple]
     device: str
+    footer: str = ""  # the versions and commit behind the figure, printed under it
 
     def title(self, what: str, df: pd.DataFrame, shape: str | None = None) -> str:
         """``what`` over ``device, dtypes, shape``: every figure names the machine, precision and size it shows."""
@@ -119,15 +120,21 @@ def ticks_at(axes: Iterable[plt.Axes], values: Iterable[float], most: int = 8) -
             ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _save(fig: plt.Figure, out: Path, name: str, tight: bool = True) -> list[Path]:
-    """PNG and SVG. ``tight=False`` for seaborn figure-level grids, which place their own legend outside."""
+def _save(fig: plt.Figure, figs: Figures, name: str, tight: bool = True) -> list[Path]:
+    """PNG and SVG, signed with ``figs.footer`` under everything drawn (a figure quoted alone still names its
+    versions). ``tight=False`` for seaborn figure-level grids, which place their own legend outside."""
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log" and not isinstance(axis.get_major_locator(), FixedLocator):  # a plot's own ticks stay
                 readable_log_ticks(axis)
     if tight:
         fig.tight_layout()
-    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    if figs.footer:
+        drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches; legends and labels outside the axes included
+        width, height = fig.get_size_inches()  # in figure fractions, which savefig's tight crop moves along
+        fig.text(drawn.x1 / width, (drawn.y0 - 0.08) / height, figs.footer, ha="right", va="top", fontsize=7,
+                 color="0.35")
+    paths = [figs.out / f"{name}.png", figs.out / f"{name}.svg"]
     for path in paths:
         fig.savefig(path, dpi=130 if path.suffix == ".png" else None, bbox_inches="tight")
     plt.close(fig)
@@ -171,7 +178,7 @@ def latency_dots(samples: pd.DataFrame, figs: Figures) -> list[Path]:
         ax.set(title=f"{panel[0]}, {panel[1]}, {panel[2]} tok × {panel[3]}", ylabel="",
                xlabel="latency (ms, log; median, p20–p80)")
     fig.suptitle(figs.title("latency per variant and impl", samples, "largest shape per mode"), y=1.0)
-    return _save(fig, figs.out, "latency_by_variant")
+    return _save(fig, figs, "latency_by_variant")
 
 
 def _speedups(part: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -213,7 +220,7 @@ def speedup_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
                xlabel=f"speed-up over {baseline} (log; > 1 = faster; 95 % CI)")
     fig.suptitle(figs.title(f"speed-up over {baseline}/{registry.REFERENCE}", samples, "largest shape per mode"),
                  y=1.0)
-    return _save(fig, figs.out, "speedup_vs_baseline")
+    return _save(fig, figs, "speedup_vs_baseline")
 
 
 def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
@@ -230,7 +237,7 @@ def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     grid.set_axis_labels("tokens (log)", "median latency (ms, log)")
     ticks_at(grid.axes.flat, data.tokens)
     grid.figure.suptitle(figs.title("latency against batch size", data), y=1.0, va="bottom")
-    return _save(grid.figure, figs.out, "latency_vs_tokens", tight=False)
+    return _save(grid.figure, figs, "latency_vs_tokens", tight=False)
 
 
 def memory_dots(results: pd.DataFrame, figs: Figures) -> list[Path]:
@@ -251,7 +258,7 @@ def memory_dots(results: pd.DataFrame, figs: Figures) -> list[Path]:
     grid.set_titles("{col_name}")
     grid.set_axis_labels("MiB (log)", "")
     grid.figure.suptitle(figs.title("memory of one forward+backward", mem), y=1.0, va="bottom")
-    return _save(grid.figure, figs.out, "memory", tight=False)
+    return _save(grid.figure, figs, "memory", tight=False)
 
 
 def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
@@ -275,7 +282,7 @@ def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
     grid.set_axis_labels("GFLOP per call (log)", "median latency (ms, log)")
     grid.figure.suptitle(figs.title("counted FLOPs (matmul + elementwise) against measured latency", data), y=1.0,
                          va="bottom")
-    return _save(grid.figure, figs.out, "flops_vs_latency", tight=False)
+    return _save(grid.figure, figs, "flops_vs_latency", tight=False)
 
 
 def pareto_front(points: pd.DataFrame, x: str, y: str, higher_is_better: bool) -> pd.DataFrame:
@@ -345,10 +352,10 @@ def accuracy_plots(results: pd.DataFrame, figs: Figures) -> list[Path]:
                    ylabel=part.metric.iloc[0].replace("_", " ") + (" ↑" if higher else " ↓") + " (mean ± std)")
         handles, labels = axes[0].get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
-        fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(8, len(unique)),
-                   bbox_to_anchor=(0.5, -0.06), frameon=False)
+        fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=min(8, len(unique)),
+                   bbox_to_anchor=(0.5, 0.0), frameon=False)  # hangs below the axes' labels, never on them
         fig.suptitle(figs.title(f"test score against {what}", results[results.harness == "accuracy"], ""))
-        paths += _save(fig, figs.out, name)
+        paths += _save(fig, figs, name)
     return paths
 
 
@@ -387,7 +394,16 @@ def spark_speedup(results: pd.DataFrame, figs: Figures) -> list[Path]:
         twin.set(ylabel="fraction of neurons computed", ylim=(0, 1.05))
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
     ax.set_title(figs.title("Spark FFN decode speed-up against batch size", lat))
-    return _save(fig, figs.out, "spark_speedup_vs_batch")
+    return _save(fig, figs, "spark_speedup_vs_batch")
+
+
+def footer(env: dict) -> str:
+    """``kanbench <commit> · torch · triton · CUDA and driver on a GPU · the run's date``, from env.json."""
+    parts = [f"kanbench {str(env.get('git_commit') or '?')[:12]}", f"torch {env.get('torch', '?')}",
+             f"triton {env.get('triton') or '-'}"]
+    if env.get("cuda"):
+        parts.append(f"CUDA {env['cuda']}, driver {env.get('driver') or '?'}")
+    return " · ".join(parts + [str(env.get("time_utc", ""))[:10]]).rstrip(" ·")
 
 
 def write_plots(run_dir: Path) -> list[Path]:
@@ -401,7 +417,8 @@ def write_plots(run_dir: Path) -> list[Path]:
     device = env.get("gpu") or env.get("cpu") or env.get("device", "device not recorded")
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
-    figs = Figures(out, palette(sorted(set(results.variant))), f"{device} ({env.get('device', '?')})")
+    figs = Figures(out, palette(sorted(set(results.variant))), f"{device} ({env.get('device', '?')})",
+                   footer(env))
     sns.set_theme(style="whitegrid", context="notebook")
     paths: list[Path] = []
     for plot in (latency_dots, speedup_bars, latency_vs_tokens):
