@@ -112,3 +112,10 @@ def test_every_figure_is_signed_with_the_versions_and_commit_behind_it(tmp_path)
     assert len(svgs) == len(plots.PLOT_NAMES)
     for svg in svgs:
         assert sign in svg.read_text(), svg.name
+
+
+def test_large_counts_on_a_linear_axis_share_one_unit():
+    thousands = plots.in_units_of(110_000)
+    assert [thousands(v, None) for v in (0, 5_000, 95_000, 110_200)] == ["0", "5k", "95k", "110.2k"]
+    assert plots.in_units_of(2.5e6)(1.25e6, None) == "1.25M"
+    assert plots.in_units_of(9_999)(9_500, None) == "9500"  # under 10^4 the number itself is short enough

@@ -95,6 +95,13 @@ def nice_log_ticks(low: float, high: float) -> list[float] | None:
     return None
 
 
+def in_units_of(largest: float) -> FuncFormatter:
+    """Tick labels of large counts in one unit per axis, chosen by its largest value: 95k 100k 105k (k from 10^4, M
+    from 10^6, G from 10^9), not 95000100000105000 run together."""
+    scale, suffix = next((u for u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if largest >= max(u[0], 1e4)), (1, ""))
+    return FuncFormatter(lambda value, _: f"{value / scale:.4g}{suffix}" if value else "0")
+
+
 def readable_log_ticks(axis: matplotlib.axis.Axis) -> None:
     """Label a log axis with :func:`nice_log_ticks` in plain numbers (decades alone would leave a panel of 1.8-5 ms
     without a single label); a view too narrow for two of them gets linear ticks (so narrow, it looks linear), one
@@ -127,6 +134,8 @@ def _save(fig: plt.Figure, figs: Figures, name: str, tight: bool = True) -> list
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log" and not isinstance(axis.get_major_locator(), FixedLocator):  # a plot's own ticks stay
                 readable_log_ticks(axis)
+            elif scale == "linear" and (largest := max(map(abs, axis.get_view_interval()))) >= 1e4:
+                axis.set_major_formatter(in_units_of(largest))
     if tight:
         fig.tight_layout()
     if figs.footer:
