@@ -185,9 +185,33 @@ def cmd_import_benchmark(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``kanbench --version``: kanbench's version and commit and the versions a figure depends on (computed only
+    when asked: the commit takes a git call)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print kanbench's version, commit, python, torch and "
+                         "triton, then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib import metadata
+
+        from kanbench import __version__
+        from kanbench.harness.env import git_commit
+
+        try:
+            triton = metadata.version("triton")  # its metadata: importing triton takes seconds
+        except metadata.PackageNotFoundError:
+            triton = "not installed"
+        print(f"kanbench {__version__} (commit {git_commit() or 'unknown'}), python {sys.version.split()[0]}, "
+              f"torch {torch.__version__}, triton {triton}")  # stdout, as argparse's own version action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list the registered variants")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern over variant names (default: *)")

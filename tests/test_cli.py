@@ -99,6 +99,21 @@ def test_a_results_file_kanbench_did_not_write_is_refused_in_one_line(tmp_path, 
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine every impl can run: nothing is marked")
+def test_version_names_kanbench_its_commit_and_the_versions_figures_depend_on(capsys):
+    import sys
+
+    import torch
+
+    from kanbench import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"kanbench {__version__} (commit ")
+    assert f"python {sys.version.split()[0]}, torch {torch.__version__}, triton " in said
+
+
 def test_list_of_a_misspelt_name_suggests_the_nearest_and_a_pattern_lists_the_known(capsys):
     assert main(["list", "grkn"]) == 1
     assert "unknown variant 'grkn'. Did you mean 'grkan'?" in capsys.readouterr().out

@@ -18,7 +18,7 @@ import torch
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     """The checkout's commit (``-dirty`` with uncommitted changes); KANBENCH_GIT_COMMIT where the tree was copied
     without its .git (a remote GPU machine)."""
     try:
@@ -106,7 +106,7 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         "numpy": _version("numpy"),
         "peer_packages": peer_packages(),
         "platform": platform.platform(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "command": shlex.join(["kanbench", *(argv if argv is not None else sys.argv[1:])]),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
