@@ -11,25 +11,25 @@ import pandas as pd
 import pytest
 from test_report import synthetic_run
 
-from kanbench.report import plots
+from kanbench.report import axes, plots
 
 
 @pytest.mark.parametrize("low, high", [(1.8, 5.0), (0.45, 1.6), (0.09, 0.31), (1.02, 7.9), (0.001, 500.0),
                                        (3e-4, 2e2), (0.3, 1.05), (1.0, 1.5), (120.0, 20000.0)])
 def test_log_ticks_are_at_least_two_inside_the_view_and_never_crowd(low, high):
-    ticks = plots.nice_log_ticks(low, high)
+    ticks = axes.nice_log_ticks(low, high)
     assert ticks is not None and len(ticks) >= 2
     assert all(low <= t <= high for t in ticks)
     gaps = np.diff(np.log10(ticks))
-    assert gaps.min() >= math.log10(high / low) / plots.MOST_LOG_TICKS - 1e-12
+    assert gaps.min() >= math.log10(high / low) / axes.MOST_LOG_TICKS - 1e-12
     assert all(len(f"{t:g}") <= 6 for t in ticks)  # 0.3, not 0.30000000000000004
 
 
 def test_the_finest_ticks_that_do_not_crowd_are_chosen():
-    assert plots.nice_log_ticks(1.8, 5.0) == [2.0, 2.5, 3.0, 4.0, 5.0]  # decades alone: no label in this panel
-    assert plots.nice_log_ticks(1.6, 5.3) == [2.0, 3.0, 5.0]  # 1.5 and 7 outside it, 2.5 too close to 3 for it
-    assert plots.nice_log_ticks(0.001, 500.0) == [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
-    assert plots.nice_log_ticks(1e-3, 1e8) is None  # over six decades: matplotlib thins the decades
+    assert axes.nice_log_ticks(1.8, 5.0) == [2.0, 2.5, 3.0, 4.0, 5.0]  # decades alone: no label in this panel
+    assert axes.nice_log_ticks(1.6, 5.3) == [2.0, 3.0, 5.0]  # 1.5 and 7 outside it, 2.5 too close to 3 for it
+    assert axes.nice_log_ticks(0.001, 500.0) == [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
+    assert axes.nice_log_ticks(1e-3, 1e8) is None  # over six decades: matplotlib thins the decades
 
 
 @pytest.mark.parametrize("low, high", [(1.8, 5.0), (0.95, 1.01), (1.25, 1.9), (1e-3, 1e8)])
@@ -37,7 +37,7 @@ def test_every_log_axis_gets_labels_inside_its_view(low, high):
     fig, ax = plt.subplots()
     ax.set_xscale("log")
     ax.set_xlim(low, high)
-    plots.readable_log_ticks(ax.xaxis)
+    axes.readable_log_ticks(ax.xaxis)
     fig.canvas.draw()
     labelled = [t for t in ax.xaxis.get_major_ticks() if t.label1.get_text() and low <= t.get_loc() <= high]
     plt.close(fig)
@@ -48,7 +48,7 @@ def test_every_log_axis_gets_labels_inside_its_view(low, high):
 def drawn(monkeypatch):
     """The figures a plot function draws, kept open instead of saved."""
     figures = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, figs, name, tight=True: figures.setdefault(name, fig) and [])
+    monkeypatch.setattr(plots, "save", lambda fig, figs, name, tight=True: figures.setdefault(name, fig) and [])
     yield figures
     plt.close("all")
 
@@ -115,7 +115,7 @@ def test_every_figure_is_signed_with_the_versions_and_commit_behind_it(tmp_path)
 
 
 def test_large_counts_on_a_linear_axis_share_one_unit():
-    thousands = plots.in_units_of(110_000)
+    thousands = axes.in_units_of(110_000)
     assert [thousands(v, None) for v in (0, 5_000, 95_000, 110_200)] == ["0", "5k", "95k", "110.2k"]
-    assert plots.in_units_of(2.5e6)(1.25e6, None) == "1.25M"
-    assert plots.in_units_of(9_999)(9_500, None) == "9500"  # under 10^4 the number itself is short enough
+    assert axes.in_units_of(2.5e6)(1.25e6, None) == "1.25M"
+    assert axes.in_units_of(9_999)(9_500, None) == "9500"  # under 10^4 the number itself is short enough

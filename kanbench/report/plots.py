@@ -10,144 +10,23 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
 
-import math  # noqa: E402
-from collections.abc import Iterable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 from kanbench import registry  # noqa: E402
 from kanbench.report import load_run  # noqa: E402
+from kanbench.report.axes import ticks_at  # noqa: E402
+from kanbench.report.figures import Figures, axes_grid, facets_a_row, footer, palette, save  # noqa: E402
 from kanbench.report.intervals import SAMPLE_KEYS, ratio_interval  # noqa: E402
 
-WRAP = 4  # facets a row
 PLOT_NAMES = ("latency_by_variant", "speedup_vs_baseline", "latency_vs_tokens", "memory", "flops_vs_latency",
               "accuracy_vs_params", "accuracy_vs_step_time", "accuracy_vs_flops", "spark_speedup_vs_batch")
 
 
-@dataclass
-class Figures:
-    """Where and how every plot of a run is drawn: its folder, one colour per variant, the device's name."""
-
-    out: Path
-    colours: dict[str, tuple]
-    device: str
-    footer: str = ""  # the versions and commit behind the figure, printed under it
-
-    def title(self, what: str, df: pd.DataFrame, shape: str | None = None) -> str:
-        """``what`` over ``device, dtypes, shape``: every figure names the machine, precision and size it shows."""
-        dtypes = ", ".join(sorted(set(df.dtype))) if "dtype" in df else ""
-        if shape is None and {"tokens", "d_model"} <= set(df.columns):
-            tokens = "/".join(map(str, sorted(set(df.tokens.astype(int)))))
-            widths = "/".join(map(str, sorted(set(df.d_model.astype(int)))))
-            shape = f"{tokens} tokens × d_model {widths}"
-        return f"{what}\n{self.device}, {dtypes}" + (f", {shape}" if shape else "")
-
-
-def palette(variants: list[str]) -> dict[str, tuple]:
-    """The same colour for a variant in every plot and every run (keyed on the registry's order)."""
-    names = registry.list_variants()
-    names += sorted(set(variants) - set(names))
-    colours = sns.color_palette("tab10", n_colors=max(10, len(names)))
-    return {name: colours[i % len(colours)] for i, name in enumerate(names)}
-
-
-def _grid(panels: int, width: float, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
-    """``panels`` axes wrapped at WRAP a row; the unused cells of the last row are removed."""
-    cols = min(WRAP, panels)
-    rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[panels:]:
-        ax.remove()
-    return fig, flat[:panels]
-
-
-def _wrap(data: pd.DataFrame) -> int:
-    """Facets a row: WRAP, or fewer where there are fewer panels (seaborn sizes the figure for ``col_wrap``
-    columns, so one panel would sit in a figure four wide)."""
-    return min(WRAP, data.panel.nunique())
-
-
 def _label(df: pd.DataFrame) -> pd.Series:
     return df.variant + "/" + df.impl
-
-
-# "nice" mantissas for log-axis ticks, finest first: each axis takes the finest set whose labels do not crowd
-NICE_MANTISSAS = ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8), (1, 1.5, 2, 3, 5, 7), (1, 2, 3, 5), (1, 2, 5), (1, 3), (1,))
-MOST_LOG_TICKS = 6
-
-
-def nice_log_ticks(low: float, high: float) -> list[float] | None:
-    """Ticks for a log axis viewing [low, high], as values a reader reads off (0.2, 1.5, 5, 100): the finest set of
-    :data:`NICE_MANTISSAS` in every decade that puts at least two ticks inside the view, none closer than 1/6 of
-    its span. None where even the decades crowd (over six decades: matplotlib's decade locator thins them)."""
-    span = math.log10(high / low)
-    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-    for mantissas in NICE_MANTISSAS:
-        inside = sorted(v for e in decades for m in mantissas if low <= (v := float(f"{m * 10.0**e:.12g}")) <= high)
-        if len(inside) >= 2 and np.diff(np.log10(inside)).min() >= span / MOST_LOG_TICKS:
-            return inside
-    return None
-
-
-def in_units_of(largest: float) -> FuncFormatter:
-    """Tick labels of large counts in one unit per axis, chosen by its largest value: 95k 100k 105k (k from 10^4, M
-    from 10^6, G from 10^9), not 95000100000105000 run together."""
-    scale, suffix = next((u for u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if largest >= max(u[0], 1e4)), (1, ""))
-    return FuncFormatter(lambda value, _: f"{value / scale:.4g}{suffix}" if value else "0")
-
-
-def readable_log_ticks(axis: matplotlib.axis.Axis) -> None:
-    """Label a log axis with :func:`nice_log_ticks` in plain numbers (decades alone would leave a panel of 1.8-5 ms
-    without a single label); a view too narrow for two of them gets linear ticks (so narrow, it looks linear), one
-    over more than six decades matplotlib's thinned decades."""
-    low, high = sorted(axis.get_view_interval())
-    if not 0 < low < high:
-        return
-    if (ticks := nice_log_ticks(low, high)) is not None:
-        axis.set_major_locator(FixedLocator(ticks))
-    elif math.log10(high / low) < 1:
-        axis.set_major_locator(MaxNLocator(nbins=4))
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def ticks_at(axes: Iterable[plt.Axes], values: Iterable[float], most: int = 8) -> None:
-    """Label the x axes at the values measured (batch sizes 1, 2, 4, ..., 64) where there are at most ``most``."""
-    values = sorted(set(values))
-    if len(values) <= most:
-        for ax in axes:
-            ax.xaxis.set_major_locator(FixedLocator(values))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _save(fig: plt.Figure, figs: Figures, name: str, tight: bool = True) -> list[Path]:
-    """PNG and SVG, signed with ``figs.footer`` under everything drawn (a figure quoted alone still names its
-    versions). ``tight=False`` for seaborn figure-level grids, which place their own legend outside."""
-    for ax in fig.axes:
-        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == "log" and not isinstance(axis.get_major_locator(), FixedLocator):  # a plot's own ticks stay
-                readable_log_ticks(axis)
-            elif scale == "linear" and (largest := max(map(abs, axis.get_view_interval()))) >= 1e4:
-                axis.set_major_formatter(in_units_of(largest))
-    if tight:
-        fig.tight_layout()
-    if figs.footer:
-        drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches; legends and labels outside the axes included
-        width, height = fig.get_size_inches()  # in figure fractions, which savefig's tight crop moves along
-        fig.text(drawn.x1 / width, (drawn.y0 - 0.08) / height, figs.footer, ha="right", va="top", fontsize=7,
-                 color="0.35")
-    paths = [figs.out / f"{name}.png", figs.out / f"{name}.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=130 if path.suffix == ".png" else None, bbox_inches="tight")
-    plt.close(fig)
-    return paths
 
 
 def _largest_shape_panels(samples: pd.DataFrame) -> list[tuple[str, str, int, int]]:
@@ -171,7 +50,7 @@ def latency_dots(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     happens to start, so it would misstate the ratio between two impls."""
     panels = _largest_shape_panels(samples)
     configs = _label(samples).nunique()
-    fig, axes = _grid(len(panels), 4.4, 0.32 * configs + 1.6)
+    fig, axes = axes_grid(len(panels), 4.4, 0.32 * configs + 1.6)
     for ax, panel in zip(axes, panels, strict=True):
         part = _panel(samples, panel).assign(config=lambda d: _label(d))
         stats = part.groupby(["config", "variant"]).ms.quantile([0.2, 0.5, 0.8]).unstack().reset_index()
@@ -187,7 +66,7 @@ def latency_dots(samples: pd.DataFrame, figs: Figures) -> list[Path]:
         ax.set(title=f"{panel[0]}, {panel[1]}, {panel[2]} tok × {panel[3]}", ylabel="",
                xlabel="latency (ms, log; median, p20–p80)")
     fig.suptitle(figs.title("latency per variant and impl", samples, "largest shape per mode"), y=1.0)
-    return _save(fig, figs, "latency_by_variant")
+    return save(fig, figs, "latency_by_variant")
 
 
 def _speedups(part: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -212,7 +91,7 @@ def speedup_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     panels = [(p, s) for p, s in panels if not s.empty]
     if not panels:
         return []
-    fig, axes = _grid(len(panels), 4.4, 0.32 * _label(samples).nunique() + 1.6)
+    fig, axes = axes_grid(len(panels), 4.4, 0.32 * _label(samples).nunique() + 1.6)
     for ax, (panel, data) in zip(axes, panels, strict=True):
         data = data.assign(config=_label(data)).sort_values("speedup", ascending=False).reset_index(drop=True)
         y = np.arange(len(data))
@@ -229,7 +108,7 @@ def speedup_bars(samples: pd.DataFrame, figs: Figures) -> list[Path]:
                xlabel=f"speed-up over {baseline} (log; > 1 = faster; 95 % CI)")
     fig.suptitle(figs.title(f"speed-up over {baseline}/{registry.REFERENCE}", samples, "largest shape per mode"),
                  y=1.0)
-    return _save(fig, figs, "speedup_vs_baseline")
+    return save(fig, figs, "speedup_vs_baseline")
 
 
 def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
@@ -238,7 +117,7 @@ def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     if data.empty:
         return []
     data["panel"] = data["mode"] + ", " + data.dtype + ", d_model " + data.d_model.astype(str)
-    grid = sns.relplot(data, x="tokens", y="ms", hue="variant", style="impl", col="panel", col_wrap=_wrap(data),
+    grid = sns.relplot(data, x="tokens", y="ms", hue="variant", style="impl", col="panel", col_wrap=facets_a_row(data),
                        kind="line", marker="o", palette=figs.colours, height=3.2, aspect=1.2,
                        facet_kws={"sharey": False})
     grid.set(xscale="log", yscale="log")
@@ -246,7 +125,7 @@ def latency_vs_tokens(samples: pd.DataFrame, figs: Figures) -> list[Path]:
     grid.set_axis_labels("tokens (log)", "median latency (ms, log)")
     ticks_at(grid.axes.flat, data.tokens)
     grid.figure.suptitle(figs.title("latency against batch size", data), y=1.0, va="bottom")
-    return _save(grid.figure, figs, "latency_vs_tokens", tight=False)
+    return save(grid.figure, figs, "latency_vs_tokens", tight=False)
 
 
 def memory_dots(results: pd.DataFrame, figs: Figures) -> list[Path]:
@@ -260,14 +139,14 @@ def memory_dots(results: pd.DataFrame, figs: Figures) -> list[Path]:
         return []
     mem = mem.assign(panel=mem.metric + ", " + mem.dtype)
     # dots, not bars, on the log axis (see latency_dots)
-    grid = sns.catplot(mem, y="config", x="MiB", hue="variant", col="panel", col_wrap=_wrap(mem), kind="strip",
+    grid = sns.catplot(mem, y="config", x="MiB", hue="variant", col="panel", col_wrap=facets_a_row(mem), kind="strip",
                        jitter=False, size=7, edgecolor="black", linewidth=0.5, palette=figs.colours, legend=False,
                        height=0.3 * mem.config.nunique() + 1.8, aspect=1.4, sharex=False)
     grid.set(xscale="log")
     grid.set_titles("{col_name}")
     grid.set_axis_labels("MiB (log)", "")
     grid.figure.suptitle(figs.title("memory of one forward+backward", mem), y=1.0, va="bottom")
-    return _save(grid.figure, figs, "memory", tight=False)
+    return save(grid.figure, figs, "memory", tight=False)
 
 
 def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
@@ -283,7 +162,7 @@ def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
     data = data[data.gflop > 0]  # nothing counted (an op the counter does not see) has no place on a log axis
     if data.empty:
         return []
-    grid = sns.relplot(data, x="gflop", y="ms", hue="variant", style="impl", col="panel", col_wrap=_wrap(data),
+    grid = sns.relplot(data, x="gflop", y="ms", hue="variant", style="impl", col="panel", col_wrap=facets_a_row(data),
                        palette=figs.colours, s=70, height=3.2, aspect=1.2,
                        facet_kws={"sharey": False, "sharex": False})
     grid.set(xscale="log", yscale="log")
@@ -291,7 +170,7 @@ def flops_vs_latency(results: pd.DataFrame, figs: Figures) -> list[Path]:
     grid.set_axis_labels("GFLOP per call (log)", "median latency (ms, log)")
     grid.figure.suptitle(figs.title("counted FLOPs (matmul + elementwise) against measured latency", data), y=1.0,
                          va="bottom")
-    return _save(grid.figure, figs, "flops_vs_latency", tight=False)
+    return save(grid.figure, figs, "flops_vs_latency", tight=False)
 
 
 def pareto_front(points: pd.DataFrame, x: str, y: str, higher_is_better: bool) -> pd.DataFrame:
@@ -346,7 +225,7 @@ def accuracy_plots(results: pd.DataFrame, figs: Figures) -> list[Path]:
         if part_all.empty:
             continue
         tasks = sorted(part_all["mode"].unique())
-        fig, axes = _grid(len(tasks), 4.2, 3.6)
+        fig, axes = axes_grid(len(tasks), 4.2, 3.6)
         for ax, task in zip(axes, tasks, strict=True):
             part = part_all[part_all["mode"] == task]
             higher = part.metric.iloc[0] == "test_accuracy"
@@ -364,7 +243,7 @@ def accuracy_plots(results: pd.DataFrame, figs: Figures) -> list[Path]:
         fig.legend(unique.values(), unique.keys(), loc="upper center", ncol=min(8, len(unique)),
                    bbox_to_anchor=(0.5, 0.0), frameon=False)  # hangs below the axes' labels, never on them
         fig.suptitle(figs.title(f"test score against {what}", results[results.harness == "accuracy"], ""))
-        paths += _save(fig, figs, name)
+        paths += save(fig, figs, name)
     return paths
 
 
@@ -403,16 +282,7 @@ def spark_speedup(results: pd.DataFrame, figs: Figures) -> list[Path]:
         twin.set(ylabel="fraction of neurons computed", ylim=(0, 1.05))
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
     ax.set_title(figs.title("Spark FFN decode speed-up against batch size", lat))
-    return _save(fig, figs, "spark_speedup_vs_batch")
-
-
-def footer(env: dict) -> str:
-    """``kanbench <commit> · torch · triton · CUDA and driver on a GPU · the run's date``, from env.json."""
-    parts = [f"kanbench {str(env.get('git_commit') or '?')[:12]}", f"torch {env.get('torch', '?')}",
-             f"triton {env.get('triton') or '-'}"]
-    if env.get("cuda"):
-        parts.append(f"CUDA {env['cuda']}, driver {env.get('driver') or '?'}")
-    return " · ".join(parts + [str(env.get("time_utc", ""))[:10]]).rstrip(" ·")
+    return save(fig, figs, "spark_speedup_vs_batch")
 
 
 def write_plots(run_dir: Path) -> list[Path]:
