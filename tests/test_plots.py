@@ -119,3 +119,11 @@ def test_large_counts_on_a_linear_axis_share_one_unit():
     assert [thousands(v, None) for v in (0, 5_000, 95_000, 110_200)] == ["0", "5k", "95k", "110.2k"]
     assert axes.in_units_of(2.5e6)(1.25e6, None) == "1.25M"
     assert axes.in_units_of(9_999)(9_500, None) == "9500"  # under 10^4 the number itself is short enough
+
+
+def test_a_regenerated_report_writes_the_same_files(tmp_path):
+    """No date or random id in the SVGs: regenerating a published set's report shows only what really changed."""
+    run = synthetic_run(tmp_path / "run")
+    first = {p.name: p.read_bytes() for p in plots.write_plots(run)}
+    again = {p.name: p.read_bytes() for p in plots.write_plots(run)}
+    assert first == again

@@ -85,7 +85,10 @@ def save(fig: plt.Figure, figs: Figures, name: str, tight: bool = True) -> list[
                  color="0.35")
     paths = [figs.out / f"{name}.png", figs.out / f"{name}.svg"]
     for path in paths:
-        fig.savefig(path, dpi=130 if path.suffix == ".png" else None, bbox_inches="tight")
+        png = path.suffix == ".png"
+        with matplotlib.rc_context({"svg.hashsalt": "kanbench"}):  # SVG ids and no date: same data, same file
+            fig.savefig(path, dpi=130 if png else None, bbox_inches="tight",
+                        metadata=None if png else {"Date": None})
     plt.close(fig)
     return paths
 
