@@ -110,7 +110,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from kanbench.report.compare import compare_runs, has_latency_rows, regressions
+    from kanbench.report.compare import compare_runs, has_latency_rows, latency_devices, regressions
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
@@ -121,6 +121,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         if without:
             console.print(f"no latency rows in {' or '.join(without)}: compare reads the latency harness's rows "
                           "(`kanbench run --harness latency`)")
+        elif not set.intersection(*map(latency_devices, runs)):
+            a, b = (", ".join(sorted(latency_devices(run))) for run in runs)
+            console.print(f"A was measured on {a} and B on {b}: compare pairs each configuration with itself on the "
+                          "same kind of device (two GPUs, or two CPUs)")
         else:
             console.print("no configuration is in both runs (compare reads the latency harness's rows)")
         return 1 if args.fail_on_regression is not None else 0

@@ -121,6 +121,11 @@ def test_compare_of_runs_without_latency_figures_says_so(tmp_path, capsys):
     df.assign(tokens="3").to_csv(other_sizes / "results.csv", index=False)
     assert main(["compare", str(run), str(other_sizes)]) == 0
     assert "no configuration is in both runs" in capsys.readouterr().out
+    on_a_gpu = tmp_path / "gpu"
+    on_a_gpu.mkdir()
+    df.assign(device="cuda").to_csv(on_a_gpu / "results.csv", index=False)
+    assert main(["compare", str(run), str(on_a_gpu)]) == 0
+    assert "A was measured on cpu and B on cuda: compare pairs" in capsys.readouterr().out
     from kanbench.report.compare import compare_runs
 
     table = compare_runs(run, skipped)

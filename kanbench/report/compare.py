@@ -24,6 +24,11 @@ def has_latency_rows(run_dir: Path) -> bool:
     return not _latency_rows(run_dir).empty
 
 
+def latency_devices(run_dir: Path) -> set[str]:
+    """The kinds of device (cpu, cuda) the run's latency rows were measured on."""
+    return set(_latency_rows(run_dir).device)
+
+
 def _latency(run_dir: Path) -> pd.DataFrame:
     lat = _latency_rows(run_dir)
     measured = lat[lat.status.isin(["ok", "noisy"])]
