@@ -69,8 +69,8 @@ def print_plan(plan: Plan, harnesses: list[str], device: str, out_dir: Path, res
         print_wrapped(console, f"{mark} [{number}] {why}")
     # training runs on file (search or final); seed -1 holds the summaries over seeds, not a run
     trained = {unit_key(r) for r in recorded if r["harness"] == "accuracy" and r["seed"] != "-1"}
+    searches = accuracy.search_runs(plan)
     if plan.accuracy_items:
-        searches = accuracy.search_runs(plan)
         console.print(f"accuracy: {len(plan.accuracy_items)} training runs on "
                       f"{_joined([task for _, task in plan.accuracy_items])}"
                       + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "")
@@ -78,6 +78,6 @@ def print_plan(plan: Plan, harnesses: list[str], device: str, out_dir: Path, res
     if resume and units:
         console.print(f"--resume: {len(units) - len(todo)} of the {len(units)} measurement units are already in "
                       f"{out_dir / 'results.csv'} and would be skipped")
-    pending = len(todo) + max(0, len(plan.accuracy_items) + accuracy.search_runs(plan) - len(trained))
+    pending = len(todo) + max(0, len(plan.accuracy_items) + searches - len(trained))
     console.print(f"{pending} units to run; nothing was measured or written (drop --dry-run to run them)")
     return pending
