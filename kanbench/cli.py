@@ -110,19 +110,20 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from kanbench.report.compare import compare_runs, has_latency_rows, latency_devices, regressions
+    from kanbench.report.compare import compare_runs, latency_devices, regressions
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
         results_csv(run, "give two folders written by `kanbench run`")
     table = compare_runs(*runs)
     if table.empty:
-        without = sorted({str(run) for run in runs if not has_latency_rows(run)})
+        devices = [latency_devices(run) for run in runs]  # each results.csv read once more, on this path alone
+        without = sorted({str(run) for run, kinds in zip(runs, devices, strict=True) if not kinds})
         if without:
             console.print(f"no latency rows in {' or '.join(without)}: compare reads the latency harness's rows "
                           "(`kanbench run --harness latency`)")
-        elif not set.intersection(*map(latency_devices, runs)):
-            a, b = (", ".join(sorted(latency_devices(run))) for run in runs)
+        elif not set.intersection(*devices):
+            a, b = (", ".join(sorted(kinds)) for kinds in devices)
             console.print(f"A was measured on {a} and B on {b}: compare pairs each configuration with itself on the "
                           "same kind of device (two GPUs, or two CPUs)")
         else:

@@ -19,13 +19,8 @@ def _latency_rows(run_dir: Path) -> pd.DataFrame:
     return df[(df.harness == "latency") & (df.metric == "latency")]
 
 
-def has_latency_rows(run_dir: Path) -> bool:
-    """Whether the run holds any latency row, measured or not."""
-    return not _latency_rows(run_dir).empty
-
-
 def latency_devices(run_dir: Path) -> set[str]:
-    """The kinds of device (cpu, cuda) the run's latency rows were measured on."""
+    """The kinds of device (cpu, cuda) the run's latency rows were measured on; empty where it has none."""
     return set(_latency_rows(run_dir).device)
 
 
