@@ -13,7 +13,7 @@ helpers they share beside them:
     spark_ffn/     triton (topk_triton.py, decode_triton.py), sparse_cpu (sparse_cpu.py), decode_layout.py
     kan_linear_triton.py   a KAN layer's matmuls with its features computed on the tiles (forward, dW, dx)
     kan_features_triton.py the features those matmuls compute (one family per variant) and their slopes
-    kan_linear_tiles.py    those matmuls' tiles: autotuned with 16-bit operands on a GPU, fixed otherwise
+    kan_linear_tiles.py    those matmuls' tiles: autotuned with 16-bit operands on sm_80+, fixed otherwise
     kan_linear_unfused.py  the same layer unfused (triton_unfused): a feature pass, torch's matmuls, the dx sum
     launch.py      whether Triton can run here, launch checks;  triton_dot.py  the shared tl.dot
     aot.py         compiles every Triton kernel for a GPU architecture without one (registers, spills)

@@ -32,6 +32,7 @@ from kanbench.kernels.af_kan import attention_triton as afkan
 from kanbench.kernels.af_kan import hidden as afkan_hidden
 from kanbench.kernels.grkan import fused_triton as fused
 from kanbench.kernels.grkan import rational_triton as rational
+from kanbench.kernels.launch import TENSOR_CORE_DOTS_FROM
 from kanbench.kernels.spark_ffn import decode_triton as decode
 from kanbench.kernels.spark_ffn import topk_triton as topk
 from kanbench.kernels.wav_kan import wavelet_triton as wav
@@ -52,6 +53,11 @@ class KernelSpec:
     divisible: tuple[str, ...] = ()
 
 
+def tensor_cores(arch: str) -> bool:
+    """Whether Triton's tl.dot uses tensor cores on ``arch`` ("sm_75"), as kernels/launch.py decides on a GPU."""
+    return int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM
+
+
 def _ptr(dtype: str, *names: str) -> dict[str, str]:
     return {n: f"*{dtype}" for n in names}
 
@@ -63,7 +69,8 @@ def _ints(*names: str) -> dict[str, str]:
 LABELS = {fused.ON_A: "fwd F(X)·Wᵀ", fused.ON_A_ROWS: "dWᵀ F(X)ᵀ·dY"}
 
 
-def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False) -> list[KernelSpec]:
+def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False, arch: str = "sm_90"
+                ) -> list[KernelSpec]:
     fwd_n, fwd_d = rational._blocks(width, rational.FWD_TILE)
     bwd_n, bwd_d = rational._blocks(width, rational.BWD_TILE)
     coefficients = _ptr("fp32", "a_ptr", "b_ptr")
@@ -84,7 +91,8 @@ def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False
                    {**_ptr("fp32", "sums_ptr", "b_ptr", "da_ptr", "db_ptr"), **_ints("groups", "group_width")},
                    {"SHARED": True, "BLOCK_W": 64, "ZERO_SIGN": 1.0}, divisible=("group_width",)),
     ]
-    configs = fused._configs() if all_configs else fused._configs()[2:3]  # 128 x 128 x 32, 4 warps
+    space = fused._configs(tensor_cores(arch))
+    configs = space if all_configs else space[2:3]  # 128 x 128 x 32, 4 warps; CUDA cores: 64 x 32 x 16
     for config in configs:
         for on in (fused.ON_A, fused.ON_A_ROWS):
             for operands in ("fp32", dtype):
@@ -107,7 +115,8 @@ def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False
     return specs
 
 
-def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> list[KernelSpec]:
+def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304, arch: str = "sm_90"
+                ) -> list[KernelSpec]:
     specs = []
     for length, label in ((d_ff, "one block"), (4 * topk.MAX_ROW_BLOCK, "chunked")):
         block, chunked = topk.row_block(length)
@@ -135,27 +144,29 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304) -> 
                     **_ints("B", "d", "n_blocks")},
                    {"BLOCK": decode.COMPACT_BLOCK, "BLOCKS": triton.next_power_of_2(n_blocks)}, divisible=("d",)),
     ]
+    chunk, cols = decode.tile_widths(tensor_cores(arch))
     for rows in (16, 64):  # the tl.dot row tile: batch 1..16, and the largest decode batch
         specs += [
             KernelSpec(f"spark decode gate ({rows}-row tile)", decode._gate_kernel,
                        {**_ptr(dtype, "q_ptr", "z_ptr"), **_ptr("fp32", "theta_ptr"), **_ptr(dtype, "k2t_ptr"),
                         **_ptr("i32", "index_ptr", "total_ptr"), **_ptr("fp32", "h_ptr"),
                         **_ints("B", "d", "d_model", "r")},
-                       {"BLOCK_B": rows, "BLOCK_S": decode.GATE_SLOTS, "BLOCK_I": decode.GATE_CHUNK, "IEEE": False},
+                       {"BLOCK_B": rows, "BLOCK_S": decode.GATE_SLOTS, "BLOCK_I": chunk, "IEEE": False},
                        divisible=("d", "d_model", "r")),
             KernelSpec(f"spark decode down ({rows}-row tile)", decode._down_kernel,
                        {**_ptr("fp32", "h_ptr"), **_ptr(dtype, "vt_ptr"), **_ptr("i32", "index_ptr", "total_ptr"),
                         **_ptr("fp32", "partial_ptr"), **_ints("B", "d", "d_model")},
-                       {"BLOCK_B": rows, "BLOCK_S": decode.DOWN_SLOTS, "BLOCK_D": decode.DOWN_COLS, "IEEE": False},
+                       {"BLOCK_B": rows, "BLOCK_S": decode.DOWN_SLOTS, "BLOCK_D": cols, "IEEE": False},
                        divisible=("d", "d_model")),
         ]
     return specs
 
 
-def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
+def kan_linear_specs(dtype: str = "bf16", arch: str = "sm_90") -> list[KernelSpec]:
     """The fused KAN-layer kernels (kernels/kan_linear_triton.py) for every family at its variant's default order
-    (B-spline order 3, Chebyshev degree 5, Fourier 10 frequencies): fp32 operands (IEEE dots) at the fixed tile,
-    ``dtype`` operands at every tile of the autotuner's space (kernels/kan_linear_tiles.py)."""
+    (B-spline order 3, Chebyshev degree 5, Fourier 10 frequencies) at the tiles their wrapper launches on ``arch``:
+    fp32 operands (IEEE dots) at the fixed tile, ``dtype`` operands at every tile of the autotuner's space
+    (kernels/kan_linear_tiles.py), or at the fixed tile where ``arch`` has no Triton tensor-core dot."""
     sizes = {**_ints("M", "N", "d_in", "n_features"), "r": "fp32", "t0": "fp32", "h": "fp32"}
     kernels = {"fwd": kan._forward_kernel, "dW": kan._weight_grad_kernel, "dx": kan._input_grad_kernel}
     specs = []
@@ -173,7 +184,8 @@ def kan_linear_specs(dtype: str = "bf16") -> list[KernelSpec]:
             for kernel, fn in kernels.items():
                 extra = {"HAS_BIAS": family != kan.BSPLINE} if kernel == "fwd" else {}
                 extra |= {"G_GIVEN": False} if kernel == "dx" else {}
-                candidates = ([(*kan_tiles.FIXED[kernel], 4, 3)] if operands == "fp32" else kan_tiles.SPACES[kernel])
+                candidates = (kan_tiles.SPACES[kernel] if operands != "fp32" and tensor_cores(arch)
+                              else [(*kan_tiles.FIXED[kernel], 4, 3)])
                 for tile in candidates:
                     specs.append(KernelSpec(
                         f"{name} fused {kernel} {operands} {'x'.join(map(str, tile[:3]))}", fn, types[kernel],
@@ -309,8 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("kanbench.kernels.aot: unset TRITON_INTERPRET (the interpreter's kernels cannot be compiled).")
-    _SPECS[:] = (grkan_specs(all_configs=args.all_configs) + spark_specs() + kan_linear_specs() + wav_kan_specs()
-                 + af_kan_specs())
+    _SPECS[:] = (grkan_specs(all_configs=args.all_configs, arch=args.arch) + spark_specs(arch=args.arch)
+                 + kan_linear_specs(arch=args.arch) + wav_kan_specs() + af_kan_specs())
     if not args.json:
         print(f"triton {triton.__version__}, target {args.arch}")
         print(f"{'kernel':58s} {'smem B':>8s} {'regs':>5s} {'spill B':>8s}")

@@ -12,9 +12,11 @@ how much of the feature arithmetic a wide tile amortises is for the GPU to measu
 compiled for sm_90 with ``python -m kanbench.kernels.aot`` for all four families, with triton 3.9 (CI's) and 3.6
 (torch 2.11's, the lent H100/H200 machines'): each fits an H100's shared memory, and none spills under 3.9; under
 3.6 one spills 56 B (ReLU-KAN's dx at 64 × 128 × 32), which the autotuner's timing weighs like any other cost;
-all emit wgmma. fp32 operands (IEEE products on the CUDA cores, no tensor cores), the interpreter and the unfused
-layer's dx (kernels/kan_linear_unfused.py) keep one fixed tile per kernel (Triton's default 4 warps and 3
-stages).
+all emit wgmma. Wherever the products run on the CUDA cores (fp32 operands, IEEE; every operand on a GPU older
+than sm_80, where Triton has no tensor-core dot), under the interpreter and in the unfused layer's dx
+(kernels/kan_linear_unfused.py), each kernel keeps one fixed tile (Triton's default 4 warps and 3 stages): compiled
+for sm_75 (T4) with 16-bit operands, each space's tiles spill 4–27 KB a thread (they hold a tensor-core tile's
+accumulators and operands in registers), the fixed tile none.
 
 Every dx tile has the same BLOCK_M: the ReLU family's per-row-block partial sums are allocated before the
 autotuner picks a tile.
@@ -25,7 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 import triton
+
+from kanbench.kernels.launch import dots_on_tensor_cores
 
 Tile = tuple[int, int, int, int, int]  # the kernel's three block sizes (order above), num_warps, num_stages
 
@@ -49,6 +54,12 @@ def autotuned(kernel: str, fn: Any) -> Any:
     """``fn`` under Triton's autotuner over the kernel's space."""
     configs = [triton.Config(blocks(kernel, tile), num_warps=tile[3], num_stages=tile[4]) for tile in SPACES[kernel]]
     return triton.autotune(configs=configs, key=KEY)(fn)
+
+
+def fixed_tile(ieee: bool, device: torch.device) -> bool:
+    """Whether the kernels take their fixed tile: IEEE (fp32) products, the interpreter, a GPU without Triton
+    tensor-core dots; the autotuned space is for 16-bit operands on tensor cores."""
+    return ieee or not dots_on_tensor_cores(device)
 
 
 def dx_block_m(fixed: bool) -> int:

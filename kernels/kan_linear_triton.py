@@ -17,7 +17,8 @@ Kernels, each a matmul whose Φ tiles are computed from x as they are loaded:
 
 Saved for backward: x (and the small per-feature parameters), never Φ. Features are evaluated in fp32; the matmul
 operands are rounded to the input's dtype (fp32 operands multiplied in IEEE fp32, not TF32) with fp32 accumulation.
-The tiles (autotuned with 16-bit operands on a GPU, fixed otherwise) are in kernels/kan_linear_tiles.py.
+The tiles (autotuned with 16-bit operands on a GPU with tensor-core dots, sm_80 on; fixed otherwise) are in
+kernels/kan_linear_tiles.py.
 """
 
 from __future__ import annotations
@@ -187,10 +188,10 @@ def input_gradients(x2: torch.Tensor, start: torch.Tensor, end: torch.Tensor, we
                     scalars: tuple[float, float, float], order: int
                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """dx and (RELU) ds, de through Σ_j G_j·∂Φ_j/∂x, with G = dY·W computed in the kernel (``g`` None: the fused
-    layer, its tile autotuned with 16-bit operands on a GPU) or read from ``g`` (the unfused layer: fixed tile)."""
+    layer, its tile chosen by kan_linear_tiles.fixed_tile) or read from ``g`` (the unfused layer: fixed tile)."""
     M, d_in = x2.shape
     ieee = needs_ieee_dot(x2.dtype)
-    fixed = ieee or g is not None
+    fixed = tiles.fixed_tile(ieee, x2.device) or g is not None
     dx = torch.empty_like(x2)
     parts = (triton.cdiv(M, tiles.dx_block_m(fixed)), d_in, n_features) if family == RELU else (1,)
     ds_part = torch.zeros(parts, device=x2.device, dtype=torch.float32)
@@ -221,7 +222,8 @@ class KANLinear(torch.autograd.Function):
         tiles.launch("fwd", _forward_kernel, _TUNED["fwd"],
                      lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(N, meta["BLOCK_N"])),
                      (x2, start, end, weight, bias if bias is not None else y, y, M, N, d_in, n_features, *scalars),
-                     {"FAMILY": family, "ORDER": order, "HAS_BIAS": bias is not None, "IEEE": ieee}, fixed=ieee)
+                     {"FAMILY": family, "ORDER": order, "HAS_BIAS": bias is not None, "IEEE": ieee},
+                     fixed=tiles.fixed_tile(ieee, x2.device))
         ctx.save_for_backward(x2, start, end, weight)
         ctx.meta = (lead, bias is not None, family, n_features, scalars, order)
         return y.reshape(*lead, N)
@@ -239,7 +241,8 @@ class KANLinear(torch.autograd.Function):
         dw = torch.empty(N, K, device=x2.device, dtype=torch.float32)
         tiles.launch("dW", _weight_grad_kernel, _TUNED["dW"],
                      lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), triton.cdiv(K, meta["BLOCK_K"])),
-                     (x2, start, end, dy, dw, M, N, d_in, n_features, *scalars), flags, fixed=ieee)
+                     (x2, start, end, dy, dw, M, N, d_in, n_features, *scalars), flags,
+                     fixed=tiles.fixed_tile(ieee, x2.device))
         dx, ds, de = input_gradients(x2, start, end, weight, dy, None, family, n_features, scalars, order)
         db = dy.float().sum(0).to(weight.dtype) if has_bias else None
         return dx.reshape(*lead, d_in), ds, de, dw.to(weight.dtype), db, None, None, None, None, None, None

@@ -61,6 +61,30 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+# Triton lowers tl.dot to tensor-core MMA from compute capability 8.0 (Ampere) on; below it (Turing: T4, RTX 20;
+# Volta) it multiplies on the CUDA cores, as FMAs, in every dtype (since triton 3.3, triton-lang/triton#5066; Triton
+# lists 8.0 as its oldest supported NVIDIA GPU). A tile sized for tensor cores then spills (python -m
+# kanbench.kernels.aot sm_75 shows it), so the kernels take their CUDA-core tiles there.
+TENSOR_CORE_DOTS_FROM = 80
+
+
+def dots_on_tensor_cores(device: torch.device) -> bool:
+    """Whether Triton's tl.dot runs on tensor cores on ``device`` (a CUDA GPU of compute capability 8.0 or
+    newer); False on the CPU (the interpreter)."""
+    if device.type != "cuda":
+        return False
+    return _architecture(device.index if device.index is not None else torch.cuda.current_device()) >= \
+        TENSOR_CORE_DOTS_FROM
+
+
+@functools.cache
+def _architecture(index: int) -> int:
+    """A CUDA device's compute capability as one number, as in ``sm_90``: 90 (asked once per device: a launch
+    checks it)."""
+    major, minor = torch.cuda.get_device_capability(index)
+    return 10 * major + minor
+
+
 def needs_ieee_dot(dtype: torch.dtype) -> bool:
     """Whether a kernel's tl.dot should take fp32 operands at full precision: fp32 inputs (Triton's default for them
     is TF32, torch's is not), and every input under the interpreter, whose 16-bit tl.dot returns garbage (triton

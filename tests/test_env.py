@@ -1,5 +1,6 @@
 """env.json's record of how the CPU clock was driven (governor, limits, turbo), read from /sys where the kernel
-exposes it, and shown in the report's header; absent (a VM) it is None and the header says nothing of it."""
+exposes it, and shown in the report's header; absent (a VM) it is None and the header says nothing of it. And the
+GPU's architecture in the header, with a line where Triton's tl.dot has no tensor cores."""
 
 from kanbench.harness.env import cpu_frequency
 from kanbench.report.build import environment_lines
@@ -34,3 +35,15 @@ def test_a_machine_that_does_not_expose_its_clock_records_none_and_the_header_st
     assert environment_lines(env)[0].endswith("CPU AMD EPYC, 2 threads")
     env["cpu_frequency"] = cpu_frequency(_sysfs(tmp_path / "m", ["performance"], "intel_pstate/no_turbo", "0"))
     assert "CPU AMD EPYC (governor performance 800–4700 MHz, turbo on), 2 threads" in environment_lines(env)[0]
+
+
+def test_the_header_names_the_gpu_architecture_and_says_where_triton_has_no_tensor_cores():
+    h100 = {"device": "cuda", "gpu": "NVIDIA H100 80GB HBM3", "gpu_arch": "sm_90", "cpu": "Xeon", "threads": 16}
+    lines = environment_lines(h100)
+    assert lines[0].startswith("device: NVIDIA H100 80GB HBM3, sm_90 (cuda)")
+    assert not any("CUDA cores" in line for line in lines)
+    t4 = {**h100, "gpu": "Tesla T4", "gpu_arch": "sm_75"}
+    (warning,) = [line for line in environment_lines(t4) if "CUDA cores" in line]
+    assert warning.startswith("sm_75: Triton's tl.dot has no tensor cores on this GPU")
+    older = {k: v for k, v in t4.items() if k != "gpu_arch"}  # a run recorded before gpu_arch: as it was
+    assert not any("CUDA cores" in line for line in environment_lines(older))

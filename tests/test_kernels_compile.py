@@ -12,6 +12,7 @@ import sys
 from collections import defaultdict
 
 import pytest
+import torch
 
 from kanbench.kernels.kan_linear_tiles import SPACES
 
@@ -78,3 +79,42 @@ def test_every_triton_kernel_has_a_tile_that_fits_a_99_kb_gpu():
     assert sum(len(space) > 1 for space in tiles.values()) >= 16
     too_big = {kernel: space for kernel, space in tiles.items() if min(space.values()) > SMALL_GPU_SHARED_MEMORY}
     assert not too_big, f"no tile of these fits {SMALL_GPU}'s {SMALL_GPU_SHARED_MEMORY} B a block: {too_big}"
+
+
+# Turing (sm_75: T4, RTX 20; 64 KB a block): Triton's tl.dot has no tensor cores there and multiplies on the CUDA
+# cores, so the kernels launch their CUDA-core tiles (kernels/launch.py).
+TURING, TURING_SHARED_MEMORY = "sm_75", 64 * 1024
+
+
+@pytest.mark.skipif(not NVIDIA_BACKEND, reason="this triton build has no NVIDIA backend (and no bundled ptxas)")
+def test_every_triton_kernel_compiles_for_sm_75_at_the_tiles_launched_there_without_spills():
+    """Every tile a launch may take on a T4 (the autotuners' CUDA-core spaces whole) fits its 64 KB a block and does
+    not spill: the tensor-core tiles spilled 1–67 KB a thread there."""
+    rows = compiled(TURING, "--all-configs")
+    names = {row["kernel"] for row in rows}
+    for expected in ("bspline_kan fused fwd bf16 32x32x32", "fourier_kan fused dx bf16 32x32x32",
+                     "grkan fused matmul fwd F(X)·Wᵀ bf16 64x64x16", "grkan fused matmul dWᵀ F(X)ᵀ·dY fp32 32x32x32",
+                     "spark decode gate (64-row tile)", "wav_kan wavelet dx bf16"):
+        assert expected in names, expected
+    assert not any(name.endswith("128x128x64") for name in names)  # no tensor-core tile of the KAN layers
+    for row in rows:
+        assert row["shared"] <= TURING_SHARED_MEMORY, row
+        assert row["spills"] <= 64, row  # the rational backward: 12 B (36 B on sm_90)
+
+
+def test_tensor_core_tiles_are_for_sm_80_and_newer(monkeypatch):
+    from kanbench.kernels import kan_linear_tiles, launch
+    from kanbench.kernels.launch import dots_on_tensor_cores
+    from kanbench.kernels.spark_ffn.decode_triton import CUDA_CORE_WIDTH, tile_widths
+
+    cuda = torch.device("cuda", 0)
+    for capability, tensor_cores in (((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True),
+                                     ((12, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        launch._architecture.cache_clear()
+        assert dots_on_tensor_cores(cuda) is tensor_cores, capability
+        assert kan_linear_tiles.fixed_tile(ieee=False, device=cuda) is not tensor_cores
+        assert kan_linear_tiles.fixed_tile(ieee=True, device=cuda)  # fp32 products are never on tensor cores
+    launch._architecture.cache_clear()  # the device's own, for any later test on a GPU
+    assert not dots_on_tensor_cores(torch.device("cpu"))
+    assert tile_widths(tensor_cores=False) == (CUDA_CORE_WIDTH, CUDA_CORE_WIDTH) != tile_widths(tensor_cores=True)

@@ -206,6 +206,28 @@ def test_fused_layer_forward_and_all_five_gradients_match_the_float64_reference(
     assert max(errors.values()) < 1e-5, errors
 
 
+@pytest.mark.skipif(not INTERPRETED, reason="forces tiles through the interpreter's fixed tile; a GPU runs the "
+                                            "autotuned kernel in the other tests")
+@pytest.mark.parametrize("space", ["TENSOR_CORE_SHAPES", "CUDA_CORE_SHAPES"])
+def test_fused_layer_at_every_tile_its_autotuners_may_pick(monkeypatch, space):
+    """Each tile of both autotuning spaces (sm_80 on; sm_75 and older) forced as the interpreter's tile, at sizes
+    that leave every tile partly masked: whichever tile the GPU's autotuner picks computes the same layer."""
+    from kanbench.kernels.grkan import fused_triton
+
+    inputs, dy = fused_inputs((37,), 48, 40, 8, True, seed=11)
+    ref = [t.clone().requires_grad_() for t in inputs]
+    y_ref = rational(ref[0], ref[1], ref[2]) @ ref[3].T + ref[4]
+    y_ref.backward(dy)
+    for bm, bn, bk, _, _ in getattr(fused_triton, space):
+        monkeypatch.setattr(fused_triton, "INTERPRETER_BLOCKS", {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk,
+                                                                 "GROUP_M": 8})
+        got = [t.float().requires_grad_() for t in inputs]
+        y = fused_triton.rational_linear(*got)
+        y.backward(dy.float())
+        errors = fused_errors(y, y_ref, got, ref)
+        assert max(errors.values()) < 1e-5, (bm, bn, bk, errors)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_fused_layer_in_half_precision(device, dtype):

@@ -3,8 +3,9 @@ under the interpreter: each tile of the spaces is forced as the fixed tile and t
 reference, output and every gradient, at widths that leave every tile partly masked. On a GPU the autotuner
 picks among these tiles by time; this checks that whichever it picks computes the same layer.
 
-Interpreter only (TRITON_INTERPRET=1, set in conftest.py without a GPU): on a GPU the fixed tile serves fp32 only
-and the kernel tests run the autotuned ones."""
+Interpreter only (TRITON_INTERPRET=1, set in conftest.py without a GPU): on a GPU with tensor-core dots (sm_80 on)
+the fixed tile serves fp32 only and the kernel tests run the autotuned ones; on older GPUs every dtype takes the
+fixed tile, which the interpreter runs in every kernel test."""
 
 import pytest
 import torch

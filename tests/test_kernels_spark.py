@@ -95,11 +95,16 @@ def decode_inputs(batch, d_model, d_ff, seed, dtype=torch.float32):
 
 
 # d_ff 2500: three compaction blocks, the last partial; d_model 200 - r 90 = 110 gate inputs (not a multiple of the
-# 128-wide chunk); 200 output columns (not a multiple of 128); batch 17 pads to a 32-row tile
+# 128- or 32-wide chunk); 200 output columns (not a multiple of 128 or 32); batch 17 pads to a 32-row tile
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [1, 3, 17])
-def test_triton_decode_equals_the_dense_computation_with_its_masks(device, batch):
+@pytest.mark.parametrize("tensor_cores", [True, False], ids=["tensor-core tiles", "CUDA-core tiles"])
+def test_triton_decode_equals_the_dense_computation_with_its_masks(device, batch, tensor_cores, monkeypatch):
+    from kanbench.kernels.spark_ffn import decode_triton
     from kanbench.kernels.spark_ffn.decode_triton import sparse_decode
+
+    widths = decode_triton.tile_widths(tensor_cores)  # a T4's (sm_75) tiles, forced on any device
+    monkeypatch.setattr(decode_triton, "tile_widths", lambda _: widths)
 
     d_model, d_ff, r, k = 200, 2500, 90, 200
     q, K, V = decode_inputs(batch, d_model, d_ff, seed=batch)

@@ -115,6 +115,7 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(device)
         env.update({
             "gpu": props.name,
+            "gpu_arch": f"sm_{props.major}{props.minor}",
             "gpu_memory_gib": round(props.total_memory / 2**30, 1),
             "gpu_multiprocessors": props.multi_processor_count,
             "cuda": torch.version.cuda,

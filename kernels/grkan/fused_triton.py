@@ -38,7 +38,7 @@ from kanbench.kernels.grkan.rational_triton import (
     rational_of,
     rational_with,
 )
-from kanbench.kernels.launch import interpreted, needs_ieee_dot
+from kanbench.kernels.launch import dots_on_tensor_cores, interpreted, needs_ieee_dot
 from kanbench.kernels.triton_dot import dot
 
 ON_A = 1  # F on the A tiles, channels along A's columns (the reduction dimension): the forward F(X) · Wᵀ
@@ -101,15 +101,27 @@ def _fused_matmul_kernel(
     tl.store(c, acc.to(c_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
-def _configs() -> list[triton.Config]:
-    """The Triton matmul tutorial's tile shapes for recent NVIDIA GPUs; the autotuner drops those that do not fit."""
-    shapes = [(128, 256, 64, 3, 8), (64, 256, 32, 4, 4), (128, 128, 32, 4, 4), (128, 64, 32, 4, 4),
-              (64, 128, 32, 4, 4), (128, 32, 32, 4, 4), (64, 64, 32, 4, 4), (64, 32, 32, 5, 2), (32, 64, 32, 5, 2)]
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps). The Triton matmul tutorial's tile shapes for recent NVIDIA GPUs;
+# the autotuner drops those that do not fit.
+TENSOR_CORE_SHAPES = [(128, 256, 64, 3, 8), (64, 256, 32, 4, 4), (128, 128, 32, 4, 4), (128, 64, 32, 4, 4),
+                      (64, 128, 32, 4, 4), (128, 32, 32, 4, 4), (64, 64, 32, 4, 4), (64, 32, 32, 5, 2),
+                      (32, 64, 32, 5, 2)]
+# Where Triton's tl.dot has no tensor cores (kernels/launch.py: sm_75 and older) it multiplies 16-bit operands as
+# FMAs from registers: compiled for sm_75, every shape above spills there (1-67 KB a thread, both kernels), these
+# none. Not yet measured on such a GPU: the autotuner times them.
+CUDA_CORE_SHAPES = [(32, 32, 32, 3, 4), (32, 32, 16, 3, 4), (64, 32, 16, 3, 4), (32, 64, 16, 3, 4),
+                    (64, 64, 16, 3, 8), (64, 64, 32, 3, 8)]
+
+
+def _configs(tensor_cores: bool = True) -> list[triton.Config]:
+    """The autotuner's space where tl.dot does / does not use tensor cores."""
+    shapes = TENSOR_CORE_SHAPES if tensor_cores else CUDA_CORE_SHAPES
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_stages=stages,
                           num_warps=warps) for bm, bn, bk, stages, warps in shapes]
 
 
-_TUNED = triton.autotune(configs=_configs(), key=["M", "N", "K", "RATIONAL_ON", "IEEE"])(_fused_matmul_kernel)
+_KEY = ["M", "N", "K", "RATIONAL_ON", "IEEE"]
+_TUNED = {cores: triton.autotune(configs=_configs(cores), key=_KEY)(_fused_matmul_kernel) for cores in (True, False)}
 INTERPRETER_BLOCKS = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 2}  # small: the emulator is slow
 
 
@@ -135,7 +147,7 @@ def fused_matmul(a: torch.Tensor, b: torch.Tensor, numerator: torch.Tensor, deno
         def grid(meta: dict) -> tuple[int]:
             return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
 
-        _TUNED[grid](*args, **flags)
+        _TUNED[dots_on_tensor_cores(a.device)][grid](*args, **flags)
     return c
 
 

@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kanbench.kernels.launch import check_launchable, needs_ieee_dot, sm_count
+from kanbench.kernels.launch import check_launchable, dots_on_tensor_cores, needs_ieee_dot, sm_count
 from kanbench.kernels.spark_ffn.decode_layout import MAX_DECODE_ROWS
 from kanbench.kernels.spark_ffn.topk_triton import row_block, row_mean_std, row_mean_std_chunked, row_warps
 from kanbench.kernels.triton_dot import dot
@@ -45,6 +45,15 @@ DOWN_SLOTS = 32
 DOWN_COLS = 128
 COMPACT_BLOCK = 1024
 DOWN_PROGRAMS_PER_SM = 4
+# On a GPU without Triton tensor-core dots (kernels/launch.py: Turing's T4, Volta) the products are FMAs on
+# operands held in registers: compiled for sm_75, the 128-wide gate chunk and down columns spill 4–10 KB a thread at
+# the 64-row tile (272 B at 16 rows); 32 wide, no row tile spills. Not yet measured on such a GPU.
+CUDA_CORE_WIDTH = 32
+
+
+def tile_widths(tensor_cores: bool) -> tuple[int, int]:
+    """(the gate's inner chunk, the down kernel's output columns) where tl.dot does / does not use tensor cores."""
+    return (GATE_CHUNK, DOWN_COLS) if tensor_cores else (CUDA_CORE_WIDTH, CUDA_CORE_WIDTH)
 
 
 @triton.jit
@@ -224,14 +233,15 @@ def sparse_decode(q: torch.Tensor, K: torch.Tensor, k2_rows: torch.Tensor, v_row
 
     block_b = max(16, triton.next_power_of_2(B))
     ieee = needs_ieee_dot(k2_rows.dtype)
+    chunk, cols = tile_widths(device.type != "cuda" or dots_on_tensor_cores(device))  # the interpreter: as sm_80+
     h = torch.empty(B, d_ff, device=device, dtype=torch.float32)
     _gate_kernel[(triton.cdiv(d_ff, GATE_SLOTS),)](q, z, theta, k2_rows, index, count, h, B, d_ff, d_model, r,
-                                                   BLOCK_B=block_b, BLOCK_S=GATE_SLOTS, BLOCK_I=GATE_CHUNK,
+                                                   BLOCK_B=block_b, BLOCK_S=GATE_SLOTS, BLOCK_I=chunk,
                                                    IEEE=ieee)
-    col_programs = triton.cdiv(d_model, DOWN_COLS)
+    col_programs = triton.cdiv(d_model, cols)
     splits = _down_splits(device, d_ff, col_programs)
     partial = torch.empty(splits, B, d_model, device=device, dtype=torch.float32)
     _down_kernel[(splits, col_programs)](h, v_rows, index, count, partial, B, d_ff, d_model, BLOCK_B=block_b,
-                                         BLOCK_S=DOWN_SLOTS, BLOCK_D=DOWN_COLS, IEEE=ieee)
+                                         BLOCK_S=DOWN_SLOTS, BLOCK_D=cols, IEEE=ieee)
     y = partial.sum(0) if splits > 1 else partial[0]  # fixed order: bit-identical across runs
     return y.to(q.dtype), z, theta, index, count
