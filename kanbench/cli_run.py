@@ -1,99 +1,36 @@
-"""``kanbench run``: parse and check the flags (fail fast, saying what is accepted), record the environment, run
-the sweep, print the summary."""
+"""``kanbench run``: its flags (checked in cli_flags.py before anything runs), the run folder and its env.json, the
+sweep, the summary and the report."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import errno
-import fnmatch
 import json
-import os
 import signal
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from rich.console import Console
 
-from kanbench import registry
+from kanbench.cli_flags import checked_plan, resolve_device
 from kanbench.executors import EXECUTORS, get_executor
 from kanbench.executors.pool import untimed_pool
 from kanbench.harness import accuracy, contention, folder_lock, gpu_state, tuning
-from kanbench.harness.base import get_harness, harness_names, measurement_names
+from kanbench.harness.base import harness_names
 from kanbench.harness.context import node_name
 from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
 from kanbench.harness.interrupts import stops_on_termination
-from kanbench.harness.plan import make_plan
-from kanbench.harness.presets import PRESETS, Preset, get_preset
+from kanbench.harness.plan import Plan
+from kanbench.harness.presets import PRESETS, get_preset
 from kanbench.harness.runner import Runner
-from kanbench.names import UnknownNameError, unknown_name_message
+from kanbench.kernels.launch import cuda_core_dots_note
 
 RESULTS_ROOT = Path("results") / "runs"
 # a run's files cannot be written any more: disk full, quota, file too large, read-only or failing disk
 WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
-
-
-def _split(value: str | None, flag: str) -> list[str] | None:
-    """A comma-separated flag's items; None where the flag is not given. Given but naming nothing (an empty shell
-    variable, say) is an error: it would otherwise mean the preset's default, or nothing at all."""
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise ValueError(f"{flag} '{value}' names nothing; give comma-separated values, or leave {flag} out for the "
-                         "preset's.")
-    return items
-
-
-def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity: a container's cpuset, taskset), else the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _ints(value: str | None, flag: str) -> list[int] | None:
-    items = _split(value, flag)
-    if items is None:
-        return None
-    try:
-        out = [int(v) for v in items]
-    except ValueError:
-        raise ValueError(f"{flag} takes comma-separated positive integers, got '{value}'.") from None
-    if any(v < 1 for v in out):
-        raise ValueError(f"{flag} takes positive integers, got '{value}'.")
-    return list(dict.fromkeys(out))  # a repeated value once: the same configuration twice would be two rows
-
-
-def resolve_variants(value: str) -> list[str]:
-    """``all``, comma-separated names, or glob patterns; an unknown name lists the known ones."""
-    known = registry.list_variants()
-    if value == "all":
-        return known
-    chosen: list[str] = []
-    for item in _split(value, "--variants") or []:
-        if any(ch in item for ch in "*?["):
-            matched = [n for n in known if fnmatch.fnmatchcase(n, item)]
-            if not matched:
-                raise ValueError(f"--variants pattern '{item}' matches nothing; known variants: {', '.join(known)}.")
-            chosen += matched
-        else:
-            registry.get_variant(item)  # raises with the nearest name
-            chosen.append(item)
-    return list(dict.fromkeys(chosen))
-
-
-def resolve_device(value: str) -> str:
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value not in ("cpu", "cuda") and not value.startswith("cuda:"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got '{value}'.")
-    if value.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device here; use --device cpu or auto.")
-    return value
 
 
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
@@ -163,73 +100,65 @@ def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
     return RESULTS_ROOT / run_id
 
 
-def refuse_flags_that_do_not_apply(args: argparse.Namespace, preset: Preset, device: str,
-                                   harnesses: list[str]) -> None:
-    """A flag this run would ignore is an error (the user meant it to change something): sizes of a mode the preset
-    lacks, accuracy settings without the accuracy harness, CUDA graphs without CUDA or without latency."""
-    if args.tokens and not [m for m in preset.modes if m != "decode"]:
-        raise ValueError(f"preset {preset.name} measures only the decode mode: give its batch sizes with "
-                         f"--decode-tokens, not --tokens.")
-    if args.decode_tokens and "decode" not in preset.modes:
-        raise ValueError(f"preset {preset.name} has no decode mode (modes: {', '.join(preset.modes)}): "
-                         "--decode-tokens has nothing to set; use --tokens.")
-    unused = [flag for flag, value in (("--tasks", args.tasks), ("--match", args.match), ("--protocol", args.protocol))
-              if value is not None]
-    if unused and "accuracy" not in harnesses:
-        raise ValueError(f"{', '.join(unused)} set the accuracy harness, which this run leaves out (harnesses: "
-                         f"{', '.join(harnesses)}); add accuracy to --harness, or drop {', '.join(unused)}.")
-    if args.cuda_graph and (device == "cpu" or "latency" not in harnesses):
-        why = "this run measures on the cpu" if device == "cpu" else "this run leaves out the latency harness"
-        raise ValueError(f"--cuda-graph adds a CUDA-graph latency column, and {why}: drop --cuda-graph.")
+def _previous_session(args: argparse.Namespace, out_dir: Path, preset: str, device: str) -> dict:
+    """The env.json of the run --resume continues ({} for a new run); a ValueError where it was another preset's or
+    device's: the folder's env.json and report describe the first session's."""
+    env_file = out_dir / "env.json"
+    previous = json.loads(env_file.read_text()) if args.resume and env_file.exists() else {}
+    for key, given, flag in (("preset", preset, "--preset"), ("device", device, "--device")):
+        if previous.get(key, given) != given:
+            raise ValueError(f"{out_dir} holds a run with {key} {previous[key]}, not {given}: resume it with "
+                             f"{flag} {previous[key]}, or give this run another --out.")
+    return previous
+
+
+def _start_session(args: argparse.Namespace, plan: Plan, dtypes: list[str], device: str, run_id: str, out_dir: Path,
+                   previous: dict, console: Console) -> tuple[dict, dict]:
+    """Say what the run will do and warn of what would spoil its timings (a busy machine or GPU, a GPU where
+    Triton's dots have no tensor cores), measure the ceilings, and write env.json with this session appended to
+    the run's sessions. Returns the env and this session's record."""
+    preset = plan.preset
+    env = environment(device, sys.argv[1:] if args.command == "run" else None)
+    env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
+                "threads": plan.threads})
+    searches = 0
+    if plan.accuracy_items:
+        env["accuracy_protocol"] = plan.protocol
+        searches = accuracy.search_runs(plan)
+    console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
+                  f"{len(plan.accuracy_items)} training runs"
+                  + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "") + ", "
+                  f"harnesses {','.join(plan.harnesses)}, device {device} → {out_dir}")
+    busy = contention.machine_load(0.5)
+    if busy is not None and busy.contaminated:
+        console.print(f"[yellow]warning: the machine is busy before the run ({busy.describe()}); timings taken "
+                      "while it stays busy are measured again, then marked noisy. Publish only from an idle "
+                      "machine.[/]")
+    gpu_at_start = gpu_state.snapshot(device)  # None on a CPU
+    if gpu_busy := gpu_state.busy_before_run(gpu_at_start):
+        console.print(f"[yellow]warning: {gpu_busy} ({gpu_state.describe(gpu_at_start)}); another job's kernels "
+                      "slow every timing and no row can show it. Publish only from an idle GPU.[/]")
+    if note := cuda_core_dots_note(env.get("gpu_arch")):
+        console.print(f"[yellow]note: {note}[/]")
+    env["ceilings"] = measure_ceilings(device, dtypes)
+    sessions = previous.get("sessions", [])
+    session = {key: env[key] for key in ("time_utc", "git_commit", "command", "ceilings", "torch", "triton")}
+    session["load_at_start"] = None if busy is None else busy.describe()
+    if gpu_at_start is not None:
+        session["gpu_at_start"] = gpu_at_start
+    env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
+    if previous:  # the first session's record stays the run's; later ones are in `sessions`
+        env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
+    env["executor"] = args.executor
+    env["node"] = node_name()  # where the driver ran; with Ray, each row's node is in env["nodes"]
+    write_env(out_dir / "env.json", env)
+    return env, session
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device)
     preset = get_preset(args.preset).for_device(device)
-    variants = (registry.list_variants(list(preset.variants)) if args.variants is None
-                else resolve_variants(args.variants))
-    harnesses = _split(args.harness, "--harness") or list(preset.harness_names())
-    for h in harnesses:
-        get_harness(h)  # raises with the known harness names and the nearest
-    match, protocol = args.match or "params", args.protocol or "tuned"
-    if match not in ("params", "flops", "none"):
-        raise ValueError(f"--match must be params, flops or none, got '{match}'.")
-    refuse_flags_that_do_not_apply(args, preset, device, harnesses)
-    tasks = _split(args.tasks, "--tasks")
-    for t in tasks or []:
-        accuracy.get_task(t)  # raises with the known task names and the nearest
-    dtypes = _split(args.dtype, "--dtype") or list(preset.dtypes)
-    for d in dtypes:
-        if d not in DTYPES:
-            raise UnknownNameError(unknown_name_message("dtype", d, DTYPES))
-    impls = _split(args.impl, "--impl")
-    if impls:  # any variant's impl is a name (one list serves several presets); each variant runs those it has
-        known_impls = {i for v in registry.list_variants() for i in registry.get_variant(v).impl_names()}
-        for impl in impls:
-            if impl not in known_impls:
-                raise UnknownNameError(unknown_name_message("impl", impl, sorted(known_impls)))
-    if args.seeds is not None and args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
-    cores = usable_cores()
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}; leave it out to use all {cores} cores.")
-    if args.threads is not None and args.threads > cores and args.executor == "local":
-        raise ValueError(f"--threads {args.threads} is more than the {cores} cores this process may use: the extra "
-                         f"threads would wait for a core, and the times would measure that wait; give at most "
-                         f"{cores}, or leave it out.")
-    threads = args.threads or cores
-    torch.set_num_threads(min(threads, cores))  # with Ray, --threads is the nodes' (checked against the cluster)
-    plan = make_plan(preset, variants, impls, device, dtypes, _ints(args.tokens, "--tokens"),
-                     _ints(args.d_model, "--d-model"), args.d_hidden, harnesses, args.seeds or 1, threads,
-                     args.cuda_graph, tasks, match, args.seeds or 3,
-                     _ints(args.decode_tokens, "--decode-tokens"), protocol)
-    measuring = set(harnesses) & set(measurement_names())
-    if not plan.items and ((measuring and impls) or not plan.accuracy_items):  # accuracy trains the references
-        with_impls = f" in any of the impls {', '.join(impls)}" if impls else ""
-        raise ValueError(f"nothing to run: no chosen variant ({', '.join(variants)}) has the preset's form "
-                         f"'{preset.form}'{with_impls}.")
-    for config, _ in plan.items:  # impossible shapes fail here, before anything runs; validated once
-        config.validate()
+    plan, dtypes = checked_plan(args, preset, device)
 
     run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{preset.name}"
     out_dir = _out_dir(args, run_id)
@@ -238,53 +167,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         from kanbench.cli_plan import print_plan
 
-        print_plan(plan, harnesses, device, out_dir, args.resume, console)
+        print_plan(plan, list(plan.harnesses), device, out_dir, args.resume, console)
         return 0
     executor = get_executor(args.executor, args.ray_address)  # before anything is written: fail fast
     writable_folder(out_dir)
     with folder_lock.hold(out_dir):  # one run at a time writes a folder
-        previous = json.loads((out_dir / "env.json").read_text()) if args.resume and (out_dir / "env.json").exists() \
-            else {}
-        for key, given, flag in (("preset", preset.name, "--preset"), ("device", device, "--device")):
-            if previous.get(key, given) != given:  # the folder's env.json and report describe the first session's
-                raise ValueError(f"{out_dir} holds a run with {key} {previous[key]}, not {given}: resume it with "
-                                 f"{flag} {previous[key]}, or give this run another --out.")
+        previous = _previous_session(args, out_dir, preset.name, device)
         run_id = previous.get("run_id", run_id)  # a resumed run keeps its id
         started = time.perf_counter()
-        env = environment(device, sys.argv[1:] if args.command == "run" else None)
-        env.update({"run_id": run_id, "preset": preset.name, "preset_description": preset.description,
-                    "threads": threads})
-        searches = 0
-        if plan.accuracy_items:
-            env["accuracy_protocol"] = plan.protocol
-            searches = accuracy.search_runs(plan)
-        console.print(f"kanbench run [bold]{run_id}[/]: preset {preset.name}, {len(plan.items)} configurations, "
-                      f"{len(plan.accuracy_items)} training runs"
-                      + (f" + {searches} search runs ({plan.protocol} protocol)" if searches else "") + ", "
-                      f"harnesses {','.join(harnesses)}, device {device} → {out_dir}")
-        busy = contention.machine_load(0.5)
-        if busy is not None and busy.contaminated:
-            console.print(f"[yellow]warning: the machine is busy before the run ({busy.describe()}); timings taken "
-                          "while it stays busy are measured again, then marked noisy. Publish only from an idle "
-                          "machine.[/]")
-        gpu_at_start = gpu_state.snapshot(device)  # None on a CPU
-        if gpu_busy := gpu_state.busy_before_run(gpu_at_start):
-            console.print(f"[yellow]warning: {gpu_busy} ({gpu_state.describe(gpu_at_start)}); another job's kernels "
-                          "slow every timing and no row can show it. Publish only from an idle GPU.[/]")
-        env["ceilings"] = measure_ceilings(device, dtypes)
-        sessions = previous.get("sessions", [])
-        session = {key: env[key] for key in ("time_utc", "git_commit", "command", "ceilings", "torch", "triton")}
-        session["load_at_start"] = None if busy is None else busy.describe()
-        if gpu_at_start is not None:
-            session["gpu_at_start"] = gpu_at_start
-        env["sessions"] = [*sessions, session]  # rows name theirs in the `session` column (index into this list)
-        if previous:  # the first session's record stays the run's; later ones are in `sessions`
-            env = {**env, **{k: v for k, v in previous.items() if k != "sessions"}, "sessions": env["sessions"]}
-        env["executor"] = args.executor
-        env["node"] = node_name()  # where the driver ran; with Ray, each row's node is in env["nodes"]
-        write_env(out_dir / "env.json", env)
-        runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(sessions), executor,
-                        untimed=untimed_pool(threads) if executor is None else None)
+        env, session = _start_session(args, plan, dtypes, device, run_id, out_dir, previous, console)
+        runner = Runner(plan, out_dir, run_id, session["ceilings"], args.resume, len(env["sessions"]) - 1, executor,
+                        untimed=untimed_pool(plan.threads) if executor is None else None)
         for repair in runner.repairs:
             console.print(f"[yellow]{repair}[/]")
         try:
@@ -309,7 +202,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 executor.close()
         # each session's own time; the top level's is the latest session's
         env["wall_seconds"] = session["wall_seconds"] = round(time.perf_counter() - started, 1)
-        if gpu_at_start is not None:  # clocks or reasons that changed during the run (a thermal slowdown, say)
+        if "gpu_at_start" in session:  # clocks or reasons that changed during the run (a thermal slowdown, say)
             session["gpu_at_end"] = gpu_state.snapshot(device)
         write_env(out_dir / "env.json", env)
         if skipped:

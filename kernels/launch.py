@@ -85,6 +85,16 @@ def _architecture(index: int) -> int:
     return 10 * major + minor
 
 
+def cuda_core_dots_note(arch: str | None) -> str | None:
+    """What a run on a GPU of architecture ``arch`` ("sm_75") must say of its Triton rows where Triton's tl.dot
+    has no tensor cores there; None elsewhere (and for a run that did not record its GPU's architecture)."""
+    if not arch or int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM:
+        return None
+    return (f"{arch}: Triton's tl.dot has no tensor cores on this GPU (it uses them from sm_80), so the Triton "
+            "impls' matmuls run on the CUDA cores, at their CUDA-core tiles, while cuBLAS, behind the references' "
+            "matmuls, may use its fp16 tensor cores.")
+
+
 def needs_ieee_dot(dtype: torch.dtype) -> bool:
     """Whether a kernel's tl.dot should take fp32 operands at full precision: fp32 inputs (Triton's default for them
     is TF32, torch's is not), and every input under the interpreter, whose 16-bit tl.dot returns garbage (triton

@@ -16,7 +16,7 @@ LAYERS = [  # lowest first: (module prefix, layer)
     ("kanbench.kernels", 2), ("kanbench.peers", 2),
     ("kanbench.harness", 3),
     ("kanbench.report", 4), ("kanbench.executors", 4),
-    ("kanbench.cli", 5), ("kanbench.cli_run", 5), ("kanbench.cli_plan", 5),
+    ("kanbench.cli", 5), ("kanbench.cli_run", 5), ("kanbench.cli_flags", 5), ("kanbench.cli_plan", 5),
 ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kanbench.kernels.launch import TENSOR_CORE_DOTS_FROM
+from kanbench.kernels.launch import cuda_core_dots_note
 from kanbench.registry import REFERENCE, baseline_variant
 from kanbench.report import load_run, peers, protocol, summary, targets
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
@@ -38,15 +38,6 @@ def _clock(frequency: dict | None) -> str:
     return f" (governor {frequency['governor']}{limits}{turbo})"
 
 
-def _cuda_core_dots(arch: str | None) -> list[str]:
-    """A line where Triton's tl.dot has no tensor cores on the run's GPU; none elsewhere (and on older runs)."""
-    if not arch or int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM:
-        return []
-    return [f"{arch}: Triton's tl.dot has no tensor cores on this GPU (it uses them from sm_80), so the Triton "
-            "impls' matmuls run on the CUDA cores, at their CUDA-core tiles, while cuBLAS, behind the references' "
-            "matmuls, may use its fp16 tensor cores."]
-
-
 def environment_lines(env: dict) -> list[str]:
     device = env.get("gpu") or env.get("cpu", "?")
     if env.get("gpu_arch"):
@@ -59,7 +50,7 @@ def environment_lines(env: dict) -> list[str]:
             f"command: `{env.get('command')}`",
             "measured ceilings: " + json.dumps({k: f"{v:.3g}" for k, v in env.get("ceilings", {}).items()})] + (
         ["peer packages: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peer_packages"].items())]
-        if env.get("peer_packages") else []) + _cuda_core_dots(env.get("gpu_arch"))
+        if env.get("peer_packages") else []) + [note for note in [cuda_core_dots_note(env.get("gpu_arch"))] if note]
 
 
 def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> list[Block]:
