@@ -289,8 +289,9 @@ def ptxas_usage(kernel: Any, arch: str = "sm_90") -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         ptx = Path(tmp) / "kernel.ptx"
         ptx.write_text(kernel.asm["ptx"])
-        arch_flag = arch + ("a" if arch == "sm_90" else "")  # Triton targets sm_90a for Hopper
-        out = subprocess.run([ptxas, f"-arch={arch_flag}", "-v", str(ptx), "-o", str(Path(tmp) / "k.cubin")],
+        # the PTX's own target: Triton compiles for the arch-specific sm_90a, sm_100a, sm_120a from Hopper on
+        out = subprocess.run([ptxas, f"-arch={nvidia.sm_arch_from_capability(capability)}", "-v", str(ptx), "-o",
+                              str(Path(tmp) / "k.cubin")],
                              capture_output=True, text=True, check=True).stderr
     registers = int(re.search(r"Used (\d+) registers", out).group(1))
     spills = sum(int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", out))

@@ -57,7 +57,8 @@ def test_kernel_arithmetic_compiled_for_the_host_matches_the_float64_reference(t
 
 
 @pytest.mark.skipif(NVCC is None, reason="needs nvcc (the CUDA toolkit) to compile device code")
-@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_86", "sm_90"])  # T4, A100, RTX 30/A10, H100
+# T4, A100, RTX 30 and A10, H100, B200, RTX 50
+@pytest.mark.parametrize("arch", ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"])
 def test_device_code_compiles_without_warnings(tmp_path, arch):
     result = subprocess.run([NVCC, "-std=c++17", "-O3", "-c", f"-arch={arch}", "-Werror", "all-warnings",
                              "-Xptxas", "-v", str(KERNELS / "rational_cuda.cu"), "-o", str(tmp_path / "k.o")],
