@@ -88,8 +88,8 @@ def _architecture(index: int) -> int:
 def cuda_core_dots_note(arch: str | None) -> str | None:
     """What a run on a GPU of architecture ``arch`` ("sm_75") must say of its Triton rows where Triton's tl.dot
     has no tensor cores there; None elsewhere (and for a run that did not record its GPU's architecture)."""
-    if not arch or int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM:
-        return None
+    if not arch or not arch.startswith("sm_") or int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM:
+        return None  # an AMD GPU's target (gfx942) has matrix cores Triton uses
     return (f"{arch}: Triton's tl.dot has no tensor cores on this GPU (it uses them from sm_80), so the Triton "
             "impls' matmuls run on the CUDA cores, at their CUDA-core tiles, while cuBLAS, behind the references' "
             "matmuls, may use its fp16 tensor cores.")

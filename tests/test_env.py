@@ -47,3 +47,6 @@ def test_the_header_names_the_gpu_architecture_and_says_where_triton_has_no_tens
     assert warning.startswith("sm_75: Triton's tl.dot has no tensor cores on this GPU")
     older = {k: v for k, v in t4.items() if k != "gpu_arch"}  # a run recorded before gpu_arch: as it was
     assert not any("CUDA cores" in line for line in environment_lines(older))
+    mi300 = {**h100, "gpu": "AMD Instinct MI300X", "gpu_arch": "gfx942"}  # a ROCm build records the AMD target
+    assert environment_lines(mi300)[0].startswith("device: AMD Instinct MI300X, gfx942 (cuda)")
+    assert not any("CUDA cores" in line for line in environment_lines(mi300))

@@ -115,7 +115,9 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(device)
         env.update({
             "gpu": props.name,
-            "gpu_arch": f"sm_{props.major}{props.minor}",
+            # NVIDIA's compute capability as sm_XY; on a ROCm build of torch the AMD target (gfx942, ...)
+            "gpu_arch": (getattr(props, "gcnArchName", "").split(":")[0] or None) if torch.version.hip
+            else f"sm_{props.major}{props.minor}",
             "gpu_memory_gib": round(props.total_memory / 2**30, 1),
             "gpu_multiprocessors": props.multi_processor_count,
             "cuda": torch.version.cuda,
