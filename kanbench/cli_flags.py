@@ -38,6 +38,7 @@ def usable_cores() -> int:
 
 
 def int_flag(value: str | None, flag: str) -> list[int] | None:
+    """A comma-separated flag's positive integers, each once, in order; None where the flag is not given."""
     items = split_flag(value, flag)
     if items is None:
         return None
@@ -69,6 +70,8 @@ def resolve_variants(value: str) -> list[str]:
 
 
 def resolve_device(value: str) -> str:
+    """``--device``: auto (the GPU if torch sees one), cpu, cuda or cuda:N; a GPU asked for that is not there is an
+    error, not a silent CPU run."""
     if value == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if value not in ("cpu", "cuda") and not value.startswith("cuda:"):
