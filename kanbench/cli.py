@@ -110,11 +110,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from kanbench.report.compare import compare_runs, latency_devices, regressions
+    from kanbench.report.compare import compare_runs, latency_devices, machines, regressions
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
         results_csv(run, "give two folders written by `kanbench run`")
+    for line in machines(*runs):
+        console.print(line, highlight=False)
     table = compare_runs(*runs)
     if table.empty:
         devices = [latency_devices(run) for run in runs]  # each results.csv read once more, on this path alone

@@ -104,6 +104,29 @@ def test_compare_flags_a_planted_slowdown_and_not_a_change_within_the_noise(tmp_
     assert main(["compare", str(a), str(a), "--fail-on-regression", "10"]) == 0
 
 
+def test_compare_names_each_runs_machine_and_says_when_they_differ(tmp_path, capsys):
+    a, b = synthetic_run(tmp_path / "a"), synthetic_run(tmp_path / "b")
+    for run in (a, b):
+        (run / "env.json").unlink()
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "no env.json" in capsys.readouterr().out  # not recorded: said, not guessed
+    from kanbench.report.compare import machines
+
+    assert machines(a, b) == [f"A = {a}: no env.json (its machine and versions are not recorded)",
+                              f"B = {b}: no env.json (its machine and versions are not recorded)"]
+    h100 = {"gpu": "NVIDIA H100 80GB HBM3", "gpu_arch": "sm_90", "torch": "2.11.0+cu130", "triton": "3.6.0",
+            "git_commit": "abc1234"}
+    (a / "env.json").write_text(json.dumps(h100))
+    (b / "env.json").write_text(json.dumps({**h100, "gpu": "Tesla T4", "gpu_arch": "sm_75"}))
+    line_a, line_b, differ = machines(a, b)
+    assert line_a == f"A = {a}: NVIDIA H100 80GB HBM3 (sm_90), torch 2.11.0+cu130, triton 3.6.0, commit abc1234"
+    assert line_b.startswith(f"B = {b}: Tesla T4 (sm_75), torch") and "no tensor cores" in line_b
+    assert differ.startswith("A and B ran on different devices")
+    assert len(machines(a, a)) == 2  # the same machine: no such line
+    main(["compare", str(a), str(b)])
+    assert "Tesla T4 (sm_75)" in capsys.readouterr().out
+
+
 def test_compare_of_runs_without_latency_figures_says_so(tmp_path, capsys):
     """An accuracy-only run, and one whose every latency row was skipped: no pivot of absent statistics (a
     KeyError before), the statuses compared where both have the configuration."""

@@ -5,13 +5,38 @@ JSON) fall back to their spreads: the interval is p20_b/p80_a .. p80_b/p20_a (qu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
+from kanbench.kernels.launch import cuda_core_dots_note
+from kanbench.report import load_run
 from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
 
 KEYS = SAMPLE_KEYS
+
+
+def machines(run_a: Path, run_b: Path) -> list[str]:
+    """What each run measured on (its device, GPU architecture and torch, triton and commit, from env.json), and a
+    line where the two differ in device: the ratios then compare the machines as much as the code."""
+    envs = [load_run(run)[1] for run in (run_a, run_b)]
+    lines = []
+    for label, run, env in zip("AB", (run_a, run_b), envs, strict=True):
+        if not env:
+            lines.append(f"{label} = {run}: no env.json (its machine and versions are not recorded)")
+            continue
+        device = env.get("gpu") or env.get("cpu", "?")
+        arch = f" ({env['gpu_arch']})" if env.get("gpu_arch") else ""
+        note = cuda_core_dots_note(env.get("gpu_arch"))
+        versions = [f"{name} {env[key]}" for name, key in (("torch", "torch"), ("triton", "triton")) if env.get(key)]
+        if env.get("git_commit"):  # a full hash shortened as git shows it (a -dirty suffix kept)
+            versions.append("commit " + re.sub(r"^([0-9a-f]{12})[0-9a-f]+", r"\1", env["git_commit"]))
+        lines.append(f"{label} = {run}: " + ", ".join([f"{device}{arch}", *versions]) + (f". {note}" if note else ""))
+    devices = [env.get("gpu") or env.get("cpu") for env in envs]
+    if all(devices) and devices[0] != devices[1]:
+        lines.append("A and B ran on different devices: each ratio compares the machines as much as the code.")
+    return lines
 
 
 def _latency_rows(run_dir: Path) -> pd.DataFrame:
