@@ -21,7 +21,7 @@ from kanbench.executors.pool import untimed_pool
 from kanbench.harness import accuracy, contention, folder_lock, gpu_state, tuning
 from kanbench.harness.base import harness_names
 from kanbench.harness.context import node_name
-from kanbench.harness.env import DTYPES, environment, measure_ceilings, write_env
+from kanbench.harness.env import DTYPES, emulated_bf16_note, environment, measure_ceilings, write_env
 from kanbench.harness.interrupts import stops_on_termination
 from kanbench.harness.plan import Plan
 from kanbench.harness.presets import PRESETS, get_preset
@@ -139,6 +139,8 @@ def _start_session(args: argparse.Namespace, plan: Plan, dtypes: list[str], devi
         console.print(f"[yellow]warning: {gpu_busy} ({gpu_state.describe(gpu_at_start)}); another job's kernels "
                       "slow every timing and no row can show it. Publish only from an idle GPU.[/]")
     if note := cuda_core_dots_note(env.get("gpu_arch")):
+        console.print(f"[yellow]note: {note}[/]")
+    if "bf16" in dtypes and (note := emulated_bf16_note(env)):
         console.print(f"[yellow]note: {note}[/]")
     env["ceilings"] = measure_ceilings(device, dtypes)
     sessions = previous.get("sessions", [])

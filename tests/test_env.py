@@ -50,3 +50,12 @@ def test_the_header_names_the_gpu_architecture_and_says_where_triton_has_no_tens
     mi300 = {**h100, "gpu": "AMD Instinct MI300X", "gpu_arch": "gfx942"}  # a ROCm build records the AMD target
     assert environment_lines(mi300)[0].startswith("device: AMD Instinct MI300X, gfx942 (cuda)")
     assert not any("CUDA cores" in line for line in environment_lines(mi300))
+
+
+def test_the_header_says_when_the_gpu_has_no_bf16_arithmetic():
+    t4 = {"device": "cuda", "gpu": "Tesla T4", "gpu_arch": "sm_75", "bf16_native": False, "cpu": "Xeon"}
+    (note,) = [line for line in environment_lines(t4) if "bf16" in line]
+    assert note.startswith("Tesla T4 has no bf16 arithmetic") and "--dtype fp16" in note
+    for env in ({**t4, "bf16_native": True, "gpu_arch": "sm_90"}, {k: v for k, v in t4.items() if k != "bf16_native"},
+                {"device": "cpu", "cpu": "AMD EPYC"}):  # a GPU with it, a run recorded before the key, a CPU run
+        assert not any("bf16 arithmetic" in line for line in environment_lines(env))

@@ -118,6 +118,8 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
             # NVIDIA's compute capability as sm_XY; on a ROCm build of torch the AMD target (gfx942, ...)
             "gpu_arch": (getattr(props, "gcnArchName", "").split(":")[0] or None) if torch.version.hip
             else f"sm_{props.major}{props.minor}",
+            # bf16 arithmetic in hardware: NVIDIA from sm_80 (Ampere); before it torch emulates bf16
+            "bf16_native": bool(torch.version.hip) or props.major >= 8,
             "gpu_memory_gib": round(props.total_memory / 2**30, 1),
             "gpu_multiprocessors": props.multi_processor_count,
             "cuda": torch.version.cuda,
@@ -125,6 +127,16 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         })
     return env
+
+
+def emulated_bf16_note(env: dict) -> str | None:
+    """What a run must say of its bf16 rows on a GPU without bf16 arithmetic (a T4, a V100), from its env; None
+    elsewhere (and for a run that did not record it)."""
+    if env.get("bf16_native") is not False:
+        return None
+    return (f"{env.get('gpu', 'this GPU')} has no bf16 arithmetic (NVIDIA's starts at sm_80): torch and Triton "
+            "emulate bf16 on it, so its bf16 rows time that emulation, the baselines' included; fp16 is its 16-bit "
+            "type (--dtype fp16).")
 
 
 def _nvidia_driver() -> str | None:

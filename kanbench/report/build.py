@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kanbench.harness.env import emulated_bf16_note
 from kanbench.kernels.launch import cuda_core_dots_note
 from kanbench.registry import REFERENCE, baseline_variant
 from kanbench.report import load_run, peers, protocol, summary, targets
@@ -50,7 +51,8 @@ def environment_lines(env: dict) -> list[str]:
             f"command: `{env.get('command')}`",
             "measured ceilings: " + json.dumps({k: f"{v:.3g}" for k, v in env.get("ceilings", {}).items()})] + (
         ["peer packages: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in env["peer_packages"].items())]
-        if env.get("peer_packages") else []) + [note for note in [cuda_core_dots_note(env.get("gpu_arch"))] if note]
+        if env.get("peer_packages") else []) + [note for note in (cuda_core_dots_note(env.get("gpu_arch")),
+                                                                 emulated_bf16_note(env)) if note]
 
 
 def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> list[Block]:
