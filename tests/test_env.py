@@ -59,3 +59,19 @@ def test_the_header_says_when_the_gpu_has_no_bf16_arithmetic():
     for env in ({**t4, "bf16_native": True, "gpu_arch": "sm_90"}, {k: v for k, v in t4.items() if k != "bf16_native"},
                 {"device": "cpu", "cpu": "AMD EPYC"}):  # a GPU with it, a run recorded before the key, a CPU run
         assert not any("bf16 arithmetic" in line for line in environment_lines(env))
+
+
+def test_the_cpu_bf16_instructions_are_read_from_cpuinfo_and_named_when_missing(tmp_path):
+    from kanbench.harness.env import cpu_bf16
+
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    older = tmp_path / "older"
+    older.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
+    assert cpu_bf16(zen4) is True and cpu_bf16(arm) is True and cpu_bf16(older) is False
+    assert cpu_bf16(tmp_path / "absent") is None  # not Linux: unknown, and no note
+    env = {"device": "cpu", "cpu": "Intel Xeon E5", "bf16_native": False}
+    (note,) = [line for line in environment_lines(env) if "bf16" in line]
+    assert note.startswith("Intel Xeon E5 has no bf16 instructions")

@@ -92,6 +92,21 @@ def peer_packages() -> dict[str, str | None]:
     return versions
 
 
+def cpu_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether the CPU has bf16 instructions (x86's avx512_bf16 or amx_bf16, Arm's bf16); None where the kernel
+    does not say (no /proc/cpuinfo: macOS, Windows)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            flags.update(line.split(":", 1)[-1].split())
+            break
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else None
+
+
 def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
     """What a reader needs to reproduce a figure: device, software versions, threads, commit and the command."""
     env: dict[str, Any] = {
@@ -111,6 +126,8 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if torch.device(device).type == "cpu":
+        env["bf16_native"] = cpu_bf16()
     if torch.device(device).type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update({
@@ -130,13 +147,17 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def emulated_bf16_note(env: dict) -> str | None:
-    """What a run must say of its bf16 rows on a GPU without bf16 arithmetic (a T4, a V100), from its env; None
-    elsewhere (and for a run that did not record it)."""
+    """What a run must say of its bf16 rows on a device without bf16 arithmetic (a T4 or V100; a CPU without
+    bf16 instructions), from its env; None elsewhere (and for a run that did not record it)."""
     if env.get("bf16_native") is not False:
         return None
-    return (f"{env.get('gpu', 'this GPU')} has no bf16 arithmetic (NVIDIA's starts at sm_80): torch and Triton "
-            "emulate bf16 on it, so its bf16 rows time that emulation, the baselines' included; fp16 is its 16-bit "
-            "type (--dtype fp16).")
+    if env.get("gpu"):
+        return (f"{env['gpu']} has no bf16 arithmetic (NVIDIA's starts at sm_80): torch and Triton emulate bf16 on "
+                "it, so its bf16 rows time that emulation, the baselines' included; fp16 is its 16-bit type "
+                "(--dtype fp16).")
+    return (f"{env.get('cpu', 'this CPU')} has no bf16 instructions (avx512_bf16, amx_bf16 or Arm's bf16): torch "
+            "converts bf16 to fp32 for its arithmetic there, so bf16 rows time the conversions too, the baselines' "
+            "included.")
 
 
 def _nvidia_driver() -> str | None:
