@@ -65,6 +65,24 @@ def test_an_out_that_is_a_file_says_so(tmp_path, capsys):
     assert "is a file, not a folder" in one_line(capsys)
 
 
+def test_a_run_says_where_its_device_lacks_tensor_core_dots_or_bf16_arithmetic(tmp_path, capsys, monkeypatch):
+    """Stood in for a T4's env (sm_75, no bf16 arithmetic): the run prints both notes before measuring, and the
+    bf16 one only where the run measures bf16."""
+    from kanbench import cli_run
+
+    real = cli_run.environment
+    monkeypatch.setattr(cli_run, "environment", lambda device, argv=None: {
+        **real(device, argv), "gpu": "Tesla T4", "gpu_arch": "sm_75", "bf16_native": False})
+    args = ["run", "--no-progress", "--no-report", "--variants", "mlp", "--harness", "flops", "--tokens", "8",
+            "--d-model", "16"]
+    assert main([*args, "--out", str(tmp_path / "bf16"), "--dtype", "bf16"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "sm_75: Triton's tl.dot has no tensor cores" in printed and "Tesla T4 has no bf16 arithmetic" in printed
+    assert main([*args, "--out", str(tmp_path / "fp32"), "--dtype", "fp32"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "no tensor cores" in printed and "bf16 arithmetic" not in printed
+
+
 def test_decode_tokens_sets_the_decode_batch_sizes(tmp_path):
 
     out = tmp_path / "r"
