@@ -44,7 +44,16 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         return 1
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     title = "impls usable here" if args.usable else "impls (✗: cannot run here, see below)"
-    table = Table(title=f"kanbench variants (this machine: {', '.join(devices)})")
+    notes: list[str] = []
+    machine = "cpu"
+    if torch.cuda.is_available():
+        from kanbench.harness.env import gpu_identity
+        from kanbench.kernels.launch import cuda_core_dots_note
+
+        gpu = gpu_identity("cuda")
+        machine = f"cpu, cuda: {gpu['gpu']} ({gpu['gpu_arch']})"
+        notes = [note for note in [cuda_core_dots_note(gpu["gpu_arch"])] if note]
+    table = Table(title=f"kanbench variants (this machine: {machine})")
     wide = console.width >= 140  # narrower: paper and defaults move under the table, one wrapped line each
     for column in ("name", "paper", "forms", title, "defaults") if wide else ("name", "forms", title):
         table.add_column(column, overflow="fold")
@@ -69,7 +78,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     from kanbench.report.summary import print_wrapped
 
-    for line in details + [f"✗ {', '.join(impls)}: {reason}" for reason, impls in reasons.items()]:
+    for line in details + [f"✗ {', '.join(impls)}: {reason}" for reason, impls in reasons.items()] + notes:
         print_wrapped(console, line)
     return 0
 

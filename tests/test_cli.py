@@ -153,6 +153,20 @@ def test_list_shows_every_impl_and_why_one_cannot_run_here(capsys, monkeypatch):
     assert "reference" in usable and "triton" not in usable
 
 
+def test_list_names_the_gpu_and_its_architecture_and_says_where_triton_has_no_tensor_cores(capsys, monkeypatch):
+    from kanbench.harness import env
+
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # stood in: the listing reads no GPU beyond this
+    for gpu, arch, note in (("Tesla T4", "sm_75", True), ("NVIDIA H100 80GB HBM3", "sm_90", False)):
+        monkeypatch.setattr(env, "gpu_identity", lambda device, g=gpu, a=arch: {"gpu": g, "gpu_arch": a,
+                                                                               "bf16_native": a != "sm_75"})
+        assert main(["list", "mlp"]) == 0
+        out = one_line(capsys)
+        assert f"this machine: cpu, cuda: {gpu} ({arch})" in out
+        assert ("Triton's tl.dot has no tensor cores" in out) is note
+
+
 def test_top_level_help_names_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

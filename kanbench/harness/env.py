@@ -107,6 +107,19 @@ def cpu_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else None
 
 
+def gpu_identity(device: str) -> dict[str, Any]:
+    """A CUDA device's name, architecture and whether it has bf16 arithmetic."""
+    props = torch.cuda.get_device_properties(device)
+    return {
+        "gpu": props.name,
+        # NVIDIA's compute capability as sm_XY; on a ROCm build of torch the AMD target (gfx942, ...)
+        "gpu_arch": (getattr(props, "gcnArchName", "").split(":")[0] or None) if torch.version.hip
+        else f"sm_{props.major}{props.minor}",
+        # bf16 arithmetic in hardware: NVIDIA from sm_80 (Ampere); before it torch emulates bf16
+        "bf16_native": bool(torch.version.hip) or props.major >= 8,
+    }
+
+
 def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
     """What a reader needs to reproduce a figure: device, software versions, threads, commit and the command."""
     env: dict[str, Any] = {
@@ -131,12 +144,7 @@ def environment(device: str, argv: list[str] | None = None) -> dict[str, Any]:
     if torch.device(device).type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update({
-            "gpu": props.name,
-            # NVIDIA's compute capability as sm_XY; on a ROCm build of torch the AMD target (gfx942, ...)
-            "gpu_arch": (getattr(props, "gcnArchName", "").split(":")[0] or None) if torch.version.hip
-            else f"sm_{props.major}{props.minor}",
-            # bf16 arithmetic in hardware: NVIDIA from sm_80 (Ampere); before it torch emulates bf16
-            "bf16_native": bool(torch.version.hip) or props.major >= 8,
+            **gpu_identity(device),
             "gpu_memory_gib": round(props.total_memory / 2**30, 1),
             "gpu_multiprocessors": props.multi_processor_count,
             "cuda": torch.version.cuda,
