@@ -24,6 +24,14 @@ def test_the_session_runs_the_four_gpu_presets():
     assert [step[0] for step in STEPS] == ["kat-b", "spark-topk", "decode-gemma2b", "ffn-768", "ffn-768"]
 
 
+def test_the_kernel_tests_on_the_device_leave_out_the_compiles_for_other_gpus():
+    """test_kernels_compile.py compiles for sm_75, sm_86, sm_90 and sm_100 without a GPU (CI runs it): on the device
+    it would spend device time on nothing the GPU checks."""
+    (command,) = re.findall(r"^timeout \d+ python3 -m pytest [^\n]*tests/test_kernels_\*\.py[^\n]*\n[^\n]*",
+                            SCRIPT, re.M)
+    assert '-k "not test_kernels_compile"' in command
+
+
 @pytest.mark.parametrize("step", STEPS, ids=[" ".join(step).replace(KERNELS, "$kernels") for step in STEPS])
 def test_each_step_plans_the_kernels_beside_the_references(tmp_path, monkeypatch, step):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
