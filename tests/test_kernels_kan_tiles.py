@@ -46,15 +46,14 @@ def test_every_autotuned_tile_computes_the_layer(monkeypatch, choice, variant, h
 
 
 @gpu
-@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
-@pytest.mark.parametrize(("variant", "impl"), [("relu_kan", "triton"), ("bspline_kan", "triton"),
-                                               ("cheby_kan", "triton"), ("fourier_kan", "triton"),
-                                               ("grkan", "triton_fused")])
-def test_gpu_block_on_the_tiles_of_a_gpu_without_tensor_core_dots_passes_the_gate(monkeypatch, variant, impl, dtype):
+@pytest.mark.parametrize(("variant", "impl"), [("relu_kan", "triton"), ("grkan", "triton_fused")])
+def test_gpu_block_on_the_tiles_of_a_gpu_without_tensor_core_dots_passes_the_gate(monkeypatch, variant, impl):
     """What a T4 launches (16-bit operands at the fixed tile; the fused matmul's CUDA-core space), forced on this
-    GPU: the launch paths no sm_80+ run takes, held to the reference by the harness's gate."""
+    GPU: the launch paths no sm_80+ run takes, held to the reference by the harness's gate. ReLU-KAN's (its
+    interval gradients' partial sums are sized by the tile) stands for the four families, which share the launch
+    code; bf16 for both 16-bit dtypes. Few compiles: a lent GPU's minutes are few."""
     monkeypatch.setattr(tiles, "dots_on_tensor_cores", lambda device: False)
     monkeypatch.setattr(fused_triton, "dots_on_tensor_cores", lambda device: False)
-    config = Config(variant, impl, "block", "cuda", dtype, 200, 96, 264)
+    config = Config(variant, impl, "block", "cuda", "bf16", 200, 96, 264)
     result = check_against_reference(config, config.build())
     assert result.ok, result.message
