@@ -19,12 +19,12 @@ def _joined(values: list) -> str:
     return ",".join(str(v) for v in dict.fromkeys(values))
 
 
-def print_plan(plan: Plan, harnesses: list[str], device: str, out_dir: Path, resume: bool, console: Console) -> int:
+def print_plan(plan: Plan, device: str, out_dir: Path, resume: bool, console: Console) -> int:
     """One line per variant × impl × form: its dtypes, sizes and modes, how many units of work it adds over the
-    chosen harnesses, and whether it runs here (else the reason it would be a ``skipped`` row, or that it is only
+    plan's harnesses, and whether it runs here (else the reason it would be a ``skipped`` row, or that it is only
     checked, not timed); then the accuracy runs and what ``--resume`` would skip. Returns the units to do."""
     # accuracy plans its final runs in rounds, after its searches: counted from the plan's items instead
-    units = [unit for name in harnesses if name != "accuracy" for unit in get_harness(name).units(plan)]
+    units = [unit for name in plan.harnesses if name != "accuracy" for unit in get_harness(name).units(plan)]
     recorded = recorded_rows(out_dir / "results.csv") if resume else []
     on_file = done_keys(recorded)
     todo = [u for u in units if u[0].key(u[1], u[2]) not in on_file]
@@ -51,7 +51,7 @@ def print_plan(plan: Plan, harnesses: list[str], device: str, out_dir: Path, res
         group["units"] += [True] * (1 + accuracy.searches_before(plan, config, task))
     reasons: dict[tuple[str, str], int] = {}  # each (mark, reason) once, under the table, numbered
     table = Table(title=f"kanbench run --dry-run: preset {plan.preset.name}, device {device}, harnesses "
-                        f"{','.join(harnesses)} → {out_dir}")
+                        f"{','.join(plan.harnesses)} → {out_dir}")
     for column in ("variant", "impl", "form", "dtypes", "tokens", "d_model", "modes / tasks", "units", "here"):
         table.add_column(column, overflow="fold")
     for (variant, impl, form), group in sorted(groups.items()):

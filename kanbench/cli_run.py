@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
 import signal
 import sys
 import time
@@ -27,6 +26,7 @@ from kanbench.harness.plan import Plan
 from kanbench.harness.presets import PRESETS, get_preset
 from kanbench.harness.runner import Runner
 from kanbench.kernels.launch import cuda_core_dots_note
+from kanbench.report import load_env
 
 RESULTS_ROOT = Path("results") / "runs"
 # a run's files cannot be written any more: disk full, quota, file too large, read-only or failing disk
@@ -103,8 +103,7 @@ def _out_dir(args: argparse.Namespace, run_id: str) -> Path:
 def _previous_session(args: argparse.Namespace, out_dir: Path, preset: str, device: str) -> dict:
     """The env.json of the run --resume continues ({} for a new run); a ValueError where it was another preset's or
     device's: the folder's env.json and report describe the first session's."""
-    env_file = out_dir / "env.json"
-    previous = json.loads(env_file.read_text()) if args.resume and env_file.exists() else {}
+    previous = load_env(out_dir) if args.resume else {}
     for key, given, flag in (("preset", preset, "--preset"), ("device", device, "--device")):
         if previous.get(key, given) != given:
             raise ValueError(f"{out_dir} holds a run with {key} {previous[key]}, not {given}: resume it with "
@@ -169,7 +168,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         from kanbench.cli_plan import print_plan
 
-        print_plan(plan, list(plan.harnesses), device, out_dir, args.resume, console)
+        print_plan(plan, device, out_dir, args.resume, console)
         return 0
     executor = get_executor(args.executor, args.ray_address)  # before anything is written: fail fast
     writable_folder(out_dir)

@@ -32,7 +32,7 @@ from kanbench.kernels.af_kan import attention_triton as afkan
 from kanbench.kernels.af_kan import hidden as afkan_hidden
 from kanbench.kernels.grkan import fused_triton as fused
 from kanbench.kernels.grkan import rational_triton as rational
-from kanbench.kernels.launch import TENSOR_CORE_DOTS_FROM
+from kanbench.kernels.launch import tensor_core_dots
 from kanbench.kernels.spark_ffn import decode_triton as decode
 from kanbench.kernels.spark_ffn import topk_triton as topk
 from kanbench.kernels.wav_kan import wavelet_triton as wav
@@ -51,11 +51,6 @@ class KernelSpec:
     # aligned pointers, assumed for every pointer), and it decides vector widths and layouts. Arguments that
     # are 1 in a real launch (unit strides) go in ``constexprs``, as Triton specialises them.
     divisible: tuple[str, ...] = ()
-
-
-def tensor_cores(arch: str) -> bool:
-    """Whether Triton's tl.dot uses tensor cores on ``arch`` ("sm_75"), as kernels/launch.py decides on a GPU."""
-    return int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM
 
 
 def _ptr(dtype: str, *names: str) -> dict[str, str]:
@@ -91,7 +86,7 @@ def grkan_specs(dtype: str = "bf16", width: int = 768, all_configs: bool = False
                    {**_ptr("fp32", "sums_ptr", "b_ptr", "da_ptr", "db_ptr"), **_ints("groups", "group_width")},
                    {"SHARED": True, "BLOCK_W": 64, "ZERO_SIGN": 1.0}, divisible=("group_width",)),
     ]
-    space = fused._configs(tensor_cores(arch))
+    space = fused._configs(tensor_core_dots(arch))
     configs = space if all_configs else space[2:3]  # 128 x 128 x 32, 4 warps; CUDA cores: 64 x 32 x 16
     for config in configs:
         for on in (fused.ON_A, fused.ON_A_ROWS):
@@ -144,7 +139,7 @@ def spark_specs(dtype: str = "bf16", d_ff: int = 13824, d_model: int = 2304, arc
                     **_ints("B", "d", "n_blocks")},
                    {"BLOCK": decode.COMPACT_BLOCK, "BLOCKS": triton.next_power_of_2(n_blocks)}, divisible=("d",)),
     ]
-    chunk, cols = decode.tile_widths(tensor_cores(arch))
+    chunk, cols = decode.tile_widths(tensor_core_dots(arch))
     for rows in (16, 64):  # the tl.dot row tile: batch 1..16, and the largest decode batch
         specs += [
             KernelSpec(f"spark decode gate ({rows}-row tile)", decode._gate_kernel,
@@ -184,7 +179,7 @@ def kan_linear_specs(dtype: str = "bf16", arch: str = "sm_90") -> list[KernelSpe
             for kernel, fn in kernels.items():
                 extra = {"HAS_BIAS": family != kan.BSPLINE} if kernel == "fwd" else {}
                 extra |= {"G_GIVEN": False} if kernel == "dx" else {}
-                candidates = (kan_tiles.SPACES[kernel] if operands != "fp32" and tensor_cores(arch)
+                candidates = (kan_tiles.SPACES[kernel] if operands != "fp32" and tensor_core_dots(arch)
                               else [(*kan_tiles.FIXED[kernel], 4, 3)])
                 for tile in candidates:
                     specs.append(KernelSpec(

@@ -68,27 +68,30 @@ def _sm_count(index: int) -> int:
 TENSOR_CORE_DOTS_FROM = 80
 
 
+def tensor_core_dots(arch: str) -> bool:
+    """Whether Triton's tl.dot uses tensor cores on the NVIDIA architecture ``arch``, named as in ``sm_90``."""
+    return int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM
+
+
 def dots_on_tensor_cores(device: torch.device) -> bool:
     """Whether Triton's tl.dot runs on tensor cores on ``device`` (a CUDA GPU of compute capability 8.0 or
     newer); False on the CPU (the interpreter)."""
     if device.type != "cuda":
         return False
-    return _architecture(device.index if device.index is not None else torch.cuda.current_device()) >= \
-        TENSOR_CORE_DOTS_FROM
+    return tensor_core_dots(_architecture(device.index if device.index is not None else torch.cuda.current_device()))
 
 
 @functools.cache
-def _architecture(index: int) -> int:
-    """A CUDA device's compute capability as one number, as in ``sm_90``: 90 (asked once per device: a launch
-    checks it)."""
+def _architecture(index: int) -> str:
+    """A CUDA device's compute capability named as in ``sm_90`` (asked once per device: a launch checks it)."""
     major, minor = torch.cuda.get_device_capability(index)
-    return 10 * major + minor
+    return f"sm_{major}{minor}"
 
 
 def cuda_core_dots_note(arch: str | None) -> str | None:
     """What a run on a GPU of architecture ``arch`` ("sm_75") must say of its Triton rows where Triton's tl.dot
     has no tensor cores there; None elsewhere (and for a run that did not record its GPU's architecture)."""
-    if not arch or not arch.startswith("sm_") or int(arch.removeprefix("sm_")) >= TENSOR_CORE_DOTS_FROM:
+    if not arch or not arch.startswith("sm_") or tensor_core_dots(arch):
         return None  # an AMD GPU's target (gfx942) has matrix cores Triton uses
     return (f"{arch}: Triton's tl.dot has no tensor cores on this GPU (it uses them from sm_80), so the Triton "
             "impls' matmuls run on the CUDA cores, at their CUDA-core tiles, while cuBLAS, behind the references' "

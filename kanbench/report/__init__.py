@@ -11,13 +11,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def load_env(run_dir: Path) -> dict[str, Any]:
+    """A run folder's env.json; {} where it has none."""
+    env_path = run_dir / "env.json"
+    return json.loads(env_path.read_text()) if env_path.exists() else {}
+
+
 def load_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A run folder's results.csv (empty fields kept as empty strings, not NaN) and env.json ({} where absent)."""
     import pandas as pd
 
-    env_path = run_dir / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
-    return pd.read_csv(run_dir / "results.csv", keep_default_na=False), env
+    return pd.read_csv(run_dir / "results.csv", keep_default_na=False), load_env(run_dir)
 
 
 def make_report(run_dir: Path, plots: bool = True) -> Path:

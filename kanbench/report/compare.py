@@ -5,13 +5,13 @@ JSON) fall back to their spreads: the interval is p20_b/p80_a .. p80_b/p20_a (qu
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from kanbench.kernels.launch import cuda_core_dots_note
+from kanbench.report import load_env
 from kanbench.report.intervals import SAMPLE_KEYS, load_samples, ratio_interval
 
 KEYS = SAMPLE_KEYS
@@ -20,7 +20,7 @@ KEYS = SAMPLE_KEYS
 def machines(run_a: Path, run_b: Path) -> list[str]:
     """What each run measured on (its device, GPU architecture and torch, triton and commit, from env.json), and a
     line where the two differ in device: the ratios then compare the machines as much as the code."""
-    envs = [json.loads((run / "env.json").read_text()) if (run / "env.json").exists() else {} for run in (run_a, run_b)]
+    envs = [load_env(run) for run in (run_a, run_b)]
     lines = []
     for label, run, env in zip("AB", (run_a, run_b), envs, strict=True):
         if not env:
