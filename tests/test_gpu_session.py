@@ -20,8 +20,12 @@ SMALL = {"kat-b": ["--tokens", "16", "--d-model", "16"], "spark-topk": ["--token
          "decode-gemma2b": ["--decode-tokens", "1"], "ffn-768": ["--tokens", "16", "--d-model", "16"]}
 
 
-def test_the_session_runs_the_four_gpu_presets():
-    assert [step[0] for step in STEPS] == ["kat-b", "spark-topk", "decode-gemma2b", "ffn-768", "ffn-768"]
+def test_the_session_runs_the_four_gpu_presets_then_profiles_the_targets():
+    assert [step[0] for step in STEPS] == ["kat-b", "spark-topk", "decode-gemma2b", "ffn-768", "ffn-768", "kat-b",
+                                           "ffn-768"]
+    profiled = [step for step in STEPS if "profile" in " ".join(step)]
+    # run_gpu_sets.sh adds --cuda-graph to every run, which a run without the latency harness refuses
+    assert len(profiled) == 2 and all(step[step.index("--harness") + 1] == "latency,profile" for step in profiled)
 
 
 def test_the_kernel_tests_on_the_device_leave_out_the_compiles_for_other_gpus():

@@ -229,7 +229,7 @@ def test_memory_rows_on_cpu(tmp_path):
     (["--preset", "huge"], "unknown preset 'huge'. Known presets: default, accuracy-full, ffn-768, peers, kat-b, "
                            "spark-topk, decode-gemma2b"),
     (["--preset", "ffn768"], "Did you mean 'ffn-768'?"),
-    (["--harness", "speed"], "unknown harness 'speed'. Known harnesses: latency, flops, memory, accuracy"),
+    (["--harness", "speed"], "unknown harness 'speed'. Known harnesses: latency, profile, flops, memory, accuracy"),
     (["--harness", "latncy"], "Did you mean 'latency'?"),
     (["--tokens", "0"], "--tokens takes positive integers"),
     (["--impl", "tritn"], "unknown impl 'tritn'. Did you mean 'triton'?"),

@@ -15,6 +15,7 @@
 #   3. decode-gemma2b  Spark decode vs the dense gated FFN at batch 1..64: >= 2x at batch 1
 #   4. ffn-768         8192 tokens, bf16, then fp32: every KAN block's triton and triton_unfused, GR-KAN's
 #                      triton_fused, vs the MLP
+#   5. profiles        kat-b and ffn-768 (8192 tokens, bf16) under the profile harness: what limits a missed target
 set -uo pipefail
 budget=${1:-540}
 start=$SECONDS
@@ -57,6 +58,10 @@ step spark-topk --impl "$kernels"
 step decode-gemma2b --impl "$kernels"
 step ffn-768 --tokens 8192 --dtype bf16 --impl "$kernels"
 step ffn-768 --tokens 8192 --dtype fp32 --impl "$kernels"
+# then where each call's time goes (the profile harness: kernels per call and the longest ones), for the targets a
+# set misses; the sets' latency rows are already there, so only the profiles run
+step kat-b --impl "$kernels" --harness latency,profile
+step ffn-768 --tokens 8192 --dtype bf16 --impl "$kernels" --harness latency,profile
 
 sets=$(ls -d results/*-"$(date -u +%Y-%m-%d)" 2>/dev/null | grep -v cpu- | head -1)
 if [ -n "$sets" ]; then

@@ -26,8 +26,8 @@ Unit = tuple[Config, str, str]  # (configuration, harness, mode or task)
 Rows = list[dict[str, Any]]
 
 # The order a run takes kanbench's own harnesses in; a harness in any other module follows them.
-BUILTIN = ("kanbench.harness.latency", "kanbench.harness.flops", "kanbench.harness.memory",
-           "kanbench.harness.accuracy")
+BUILTIN = ("kanbench.harness.latency", "kanbench.harness.profile", "kanbench.harness.flops",
+           "kanbench.harness.memory", "kanbench.harness.accuracy")
 
 
 class Harness:
@@ -36,6 +36,9 @@ class Harness:
 
     name: ClassVar[str]
     measures_configurations: ClassVar[bool] = True
+    # run only when named in --harness, never as part of a preset's "all" or "measurements" (the profile: a
+    # diagnosis that would slow every run)
+    on_request: ClassVar[bool] = False
 
     def units(self, plan: Plan) -> list[Unit]:
         """Every configuration of the plan in each of its modes."""
@@ -70,11 +73,15 @@ class Harness:
 
 class PerConfiguration(Harness):
     """A harness that measures one configuration per unit: through the gate's door first (a refused or rejected
-    configuration gets the refusal's row), then :meth:`measure`; a failure becomes a row with its status."""
+    configuration gets the refusal's row), then :meth:`measure`; a failure becomes a row with its status.
+    ``timed``: its figures are times, so an impl that runs only in an emulator here (Triton's interpreter) is
+    skipped, as the latency harness skips it."""
+
+    timed: ClassVar[bool] = False
 
     def rows(self, ctx: RunContext, batch: list[Unit]) -> list[Rows]:
         config, _, mode = batch[0]
-        refused = ctx.refusal(config, self.name, mode)
+        refused = ctx.refusal(config, self.name, mode, timed=self.timed)
         if refused:
             return [refused]
         try:
@@ -107,18 +114,18 @@ def _load() -> None:
             importlib.import_module(f"{package}.{module}")
 
 
-def harness_names() -> tuple[str, ...]:
+def harness_names(on_request: bool = True) -> tuple[str, ...]:
     """Every registered harness: kanbench's own in BUILTIN's order (whatever imported them first), then the
-    others in the order they registered."""
+    others in the order they registered. ``on_request=False`` leaves out those run only when named."""
     _load()
     rank = {module: i for i, module in enumerate(BUILTIN)}
-    names = list(_HARNESSES)
+    names = [n for n in _HARNESSES if on_request or not _HARNESSES[n].on_request]
     return tuple(sorted(names, key=lambda n: (rank.get(type(_HARNESSES[n]).__module__, len(rank)), names.index(n))))
 
 
-def measurement_names() -> tuple[str, ...]:
+def measurement_names(on_request: bool = True) -> tuple[str, ...]:
     """The harnesses that measure configurations (all but accuracy among kanbench's own)."""
-    return tuple(name for name in harness_names() if _HARNESSES[name].measures_configurations)
+    return tuple(name for name in harness_names(on_request) if _HARNESSES[name].measures_configurations)
 
 
 def get_harness(name: str) -> Harness:

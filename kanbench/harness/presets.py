@@ -54,9 +54,9 @@ class Preset:
         from kanbench.harness.base import harness_names, measurement_names  # the registry loads the harnesses
 
         if self.harnesses == "all":
-            return harness_names()
+            return harness_names(on_request=False)
         if self.harnesses == "measurements":
-            return measurement_names()
+            return measurement_names(on_request=False)
         return tuple(self.harnesses)
 
     def hidden(self, variant: str, d_model: int) -> int:

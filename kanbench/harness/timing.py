@@ -85,7 +85,7 @@ def time_cpu(fn: Callable[[], object], threads: int, min_run_time: float, min_sa
     return Timing(samples, f"perf_counter, {per_sample} per sample, {threads} threads")
 
 
-def _l2_flush_buffer(device: torch.device) -> torch.Tensor:
+def l2_flush_buffer(device: torch.device) -> torch.Tensor:
     l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20) or 50 * 2**20
     return torch.empty(2 * l2 // 4, dtype=torch.float32, device=device)  # twice the L2, rewritten per call
 
@@ -95,7 +95,7 @@ def time_cuda(fn: Callable[[], object], samples: int, warmup_ms: float = 25.0, f
     """Events around each call; the L2 is flushed (outside the events) before every call. Up to ``samples``
     samples, fewer (at least 10) where one call is so slow that they would take more than ``budget_s``."""
     device = torch.device("cuda", torch.cuda.current_device())
-    cache = _l2_flush_buffer(device) if flush else None
+    cache = l2_flush_buffer(device) if flush else None
     fn()
     torch.cuda.synchronize()
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ import pandas as pd
 from kanbench.harness.env import emulated_bf16_note
 from kanbench.kernels.launch import cuda_core_dots_note
 from kanbench.registry import REFERENCE, baseline_variant
-from kanbench.report import load_run, peers, protocol, summary, targets
+from kanbench.report import load_run, peers, profiles, protocol, summary, targets
 from kanbench.report.document import Block, Bullets, Heading, Image, Table, Text, to_html, to_markdown
 from kanbench.report.intervals import load_samples
 from kanbench.report.tables import CONFIG, accuracy_table, compile_table, latency_table, metric_table
@@ -73,6 +73,9 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
     if (df.harness == "latency").any():
         out += [Heading("Latency"), Text(LATENCY_TEXT.format(baseline=baseline_variant(), reference=REFERENCE)),
                 Table(latency_table(df, load_samples(run_dir)))]
+    where = profiles.profile_table(df)
+    if len(where):
+        out += [Heading("Where the time goes"), Text(profiles.TEXT), Table(where)]
     if ((df.harness == "latency") & (df.metric == "compile_time")).any():
         compiles, startup = compile_table(df)
         out += [Heading("Compile time"),
