@@ -47,3 +47,11 @@ def test_each_step_plans_the_kernels_beside_the_references(tmp_path, monkeypatch
     impls = set(df.impl)
     assert "reference" in impls and impls & {"triton", "triton_fused", "triton_unfused"}, impls
     assert impls <= set(KERNELS.split(","))
+
+
+def test_the_profiles_traces_travel_apart_from_the_sets():
+    """A file over 16 MiB does not come back from the device: the traces (megabytes each) must not take the sets'
+    CSVs down with them."""
+    (sets,) = re.findall(r'^\s*tar czf "\$out/sets.tar.gz" (.+)$', SCRIPT, re.M)
+    assert "--exclude=profiles" in sets
+    assert re.search(r'tar czf "\$out/profiles.tar.gz"', SCRIPT)
