@@ -220,8 +220,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def print_summary(csv_path: Path, console: Console) -> None:
     """The run at a glance (kanbench.report.summary): tables that fit the console, skips grouped by reason."""
-    from kanbench.report import summary
+    from kanbench.report import profiles, summary
 
     df = pd.read_csv(csv_path, keep_default_na=False)
-    summary.render(summary.accuracy_sections(df) + summary.latency_sections(df), console,
-                   summary.not_run_lines(df))
+    summary.render(summary.accuracy_sections(df) + summary.latency_sections(df) + profiles.profile_sections(df),
+                   console, summary.not_run_lines(df))

@@ -15,7 +15,7 @@ from kanbench.cli import main
 from kanbench.harness.base import harness_names, measurement_names
 from kanbench.harness.presets import get_preset
 from kanbench.harness.profile import FLUSH, TOP, device_table, operator_table
-from kanbench.report.profiles import profile_table
+from kanbench.report.profiles import profile_table, short_name
 
 SMALL = ["--no-progress", "--no-report", "--tokens", "8", "--d-model", "16", "--d-hidden", "32"]
 
@@ -81,8 +81,18 @@ def test_a_cpu_table_holds_self_times_and_counts_leaf_operators_as_launches():
     assert sum(k.launches for k in table.values()) == 2 and table["aten::linear"].runs == 1
 
 
-def test_profile_rows_traces_and_report_on_the_cpu(tmp_path):
+def test_a_kernels_short_name_keeps_the_function_alone():
+    assert short_name("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>, "
+                      "std::array<char*, 1ul> >(int, at::native::FillFunctor<float>, std::array<char*, 1ul>)") \
+        == "vectorized_elementwise_kernel"
+    assert short_name("_forward_kernel") == "_forward_kernel" and short_name("aten::addmm") == "addmm"
+    assert short_name("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", 20) == "sm90_xmma_gemm_bf16…"
+
+
+def test_profile_rows_traces_and_report_on_the_cpu(tmp_path, capsys):
     df, out = run(tmp_path, "--variants", "mlp", "--impl", "reference", "--harness", "latency,profile")
+    printed = capsys.readouterr().out
+    assert "profile on cpu, fp32, block d_model=16" in printed and "launches" in printed
     prof = df[df.harness == "profile"]
     assert set(prof["mode"]) == {"fwd_no_grad", "fwd_bwd", "decode"}
     for _, rows in prof.groupby("mode"):

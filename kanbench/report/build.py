@@ -62,7 +62,8 @@ def blocks(df: pd.DataFrame, env: dict, run_dir: Path, plots: list[Path]) -> lis
         out.append(Text("**Errata**: this set has known problems, listed in `ERRATA.md` beside this report; read "
                         "them before quoting a figure."))
     out.append(Heading("Summary"))
-    out += [Table(section) for section in summary.accuracy_sections(df) + summary.latency_sections(df)]
+    out += [Table(section) for section in summary.accuracy_sections(df) + summary.latency_sections(df)
+            + profiles.profile_sections(df)]
     judged = targets.targets_table(df, env)
     if len(judged):
         out += [Heading("Performance targets"), Text(TARGETS_TEXT), Table(judged)]

@@ -1,6 +1,7 @@
-"""The report's "Where the time goes" table, from the profile harness's rows (``--harness latency,profile``): per
-configuration and mode, the latency median beside the device's busy time in the profile (their gap is launch gaps
-and host work), kernels per call, and the longest kernels with their share of the busy time."""
+"""Where the time goes, from the profile harness's rows (``--harness latency,profile``): the report's table (per
+configuration and mode, the latency median beside the device's busy time in the profile, whose gap is launch gaps
+and host work, kernels per call, and the longest kernels with their share of the busy time) and the run's summary
+section (busy time, launches and the longest kernel's short name, one column per mode)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 
 import pandas as pd
 
+from kanbench.report.summary import MEASURED, NOISY_MARK, NOISY_NOTE, Section, mode_order
 from kanbench.report.tables import CONFIG
 
 TEXT = ("torch.profiler over a few calls after warm-up (on a GPU each after the L2 flush, whose kernels are taken "
@@ -22,6 +24,40 @@ def _short(message: str) -> str:
     """A ``profile_kernel`` row's message as "name (share)"."""
     found = KERNEL.match(message)
     return f"{found['name']} ({found['share']})" if found else message
+
+
+def short_name(name: str, width: int = 32) -> str:
+    """A kernel's name without its return type, namespace path, template and parameters, cut to ``width``:
+    ``void at::native::vectorized_elementwise_kernel<4, ...>(...)`` → ``vectorized_elementwise_kernel``."""
+    bare = re.split(r"[<(]", name.removeprefix("void "), maxsplit=1)[0].strip().split("::")[-1] or name
+    return bare if len(bare) <= width else bare[: width - 1] + "…"
+
+
+def profile_sections(df: pd.DataFrame) -> list[Section]:
+    """One table per device, dtype, form and width, as the latency summary's: rows variant/impl, a column per mode
+    and token count; cell: busy ms per call, kernels (CPU: leaf operators) per call, the longest one and its share."""
+    rows = df[(df.harness == "profile") & df.status.isin(MEASURED)]
+    sections = []
+    for (device, dtype, form, d_model), part in rows.groupby(["device", "dtype", "form", "d_model"], sort=True):
+        columns = sorted({(m, int(t)) for m, t in zip(part["mode"], part.tokens, strict=True)}, key=mode_order)
+        table: dict[tuple[str, str], dict[str, tuple]] = {}
+        for (variant, impl, mode, tokens), group in part.groupby(["variant", "impl", "mode", "tokens"]):
+            value = {m: g.value.astype(float).tolist() for m, g in group.groupby("metric")}
+            top = KERNEL.match(group[group.metric == "profile_kernel"].message.iloc[0])
+            busy = ("" if group.status.iloc[0] == "ok" else NOISY_MARK) + f"{value['profile_busy'][0]:.3g} ms"
+            table.setdefault((variant, impl), {})[f"{mode}\n{tokens} tok"] = (
+                busy, f"{value['profile_launches'][0]:g} launches",
+                f"{short_name(top['name'])} {top['share']}" if top else "")
+        frame = pd.DataFrame([{"variant": v, "impl": i, **{f"{m}\n{t} tok": cells.get(f"{m}\n{t} tok", ("",))
+                                                            for m, t in columns}}
+                              for (v, i), cells in sorted(table.items())])
+        notes = ["cell: busy ms per call (the device's kernels; on a CPU, the operators' self time) / launches "
+                 "per call / the longest kernel and its share: a diagnosis, not a latency figure"]
+        if (part.status == "noisy").any():
+            notes.append(NOISY_NOTE)
+        sections.append(Section(f"profile on {device}, {dtype}, {form} d_model={d_model}", frame,
+                                ["variant", "impl"], notes))
+    return sections
 
 
 def profile_table(df: pd.DataFrame) -> pd.DataFrame:

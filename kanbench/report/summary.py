@@ -21,6 +21,8 @@ from kanbench.registry import REFERENCE, baseline_variant
 
 MEASURED = ("ok", "noisy")
 NOISY_MARK = "~"
+NOISY_NOTE = (f"{NOISY_MARK} measured while other processes took the CPU (status noisy): re-take on an idle machine "
+              "before publishing")
 COLUMN_COST = 3  # one space either side of a column (padding=(0, 1)) and the divider between columns
 
 
@@ -58,7 +60,7 @@ def _latency_cell(stats: dict[str, float], status: str, base_median: float | Non
     return tuple(parts)
 
 
-def _mode_order(key: tuple[str, int]) -> tuple[int, int]:
+def mode_order(key: tuple[str, int]) -> tuple[int, int]:
     mode, tokens = key
     return (MODES.index(mode) if mode in MODES else len(MODES), int(tokens))
 
@@ -76,7 +78,7 @@ def latency_sections(df: pd.DataFrame) -> list[Section]:
     baseline = baseline_variant()
     sections = []
     for (device, dtype, form, d_model), part in lat.groupby(["device", "dtype", "form", "d_model"], sort=True):
-        columns = sorted({(m, int(t)) for m, t in zip(part["mode"], part.tokens, strict=True)}, key=_mode_order)
+        columns = sorted({(m, int(t)) for m, t in zip(part["mode"], part.tokens, strict=True)}, key=mode_order)
         stats: dict[tuple, dict[str, float]] = {}
         status: dict[tuple, str] = {}
         for (variant, impl, mode, tokens), group in part.groupby(["variant", "impl", "mode", "tokens"]):
@@ -99,8 +101,7 @@ def latency_sections(df: pd.DataFrame) -> list[Section]:
         notes = [f"cell: median ms ± half the {'q1–q3' if quartiles else 'p20–p80'} range / speed-up over "
                  f"{baseline}/{REFERENCE} (> 1 = faster)"]
         if (part.status == "noisy").any():
-            notes.append(f"{NOISY_MARK} measured while other processes took the CPU (status noisy): re-take on "
-                         "an idle machine before publishing")
+            notes.append(NOISY_NOTE)
         title = f"latency on {device}, {dtype}, {form} d_model={d_model}"
         sections.append(Section(title, pd.DataFrame(rows), ["variant", "impl"], notes))
     return sections
