@@ -12,9 +12,10 @@ from torch.autograd import DeviceType
 
 from kanbench import registry
 from kanbench.cli import main
+from kanbench.harness import contention as load
 from kanbench.harness.base import harness_names, measurement_names
 from kanbench.harness.presets import get_preset
-from kanbench.harness.profile import FLUSH, TOP, device_table, operator_table
+from kanbench.harness.profile import FLUSH, TOP, device_table, operator_table, profile_calls
 from kanbench.report.profiles import profile_table, short_name
 
 SMALL = ["--no-progress", "--no-report", "--tokens", "8", "--d-model", "16", "--d-hidden", "32"]
@@ -111,6 +112,20 @@ def test_profile_rows_traces_and_report_on_the_cpu(tmp_path, capsys):
     assert not table.longest.str.contains("per call").any()  # "name (share)", the runs left to the CSV
     assert main(["report", str(out)]) == 0
     assert "## Where the time goes" in (out / "report.md").read_text()
+
+
+def test_a_recording_too_short_for_the_cpu_counters_is_judged_by_the_machines_load(monkeypatch):
+    # ten calls of a small block take milliseconds: one 10 ms tick of /proc/stat then read as "others used 102 %"
+    one_tick = load.Contention(0.003, 0.0, 1.02, 0.0)
+    idle, busy = load.Contention(0.2, 0.0, 0.01, 0.0), load.Contention(0.2, 0.0, 0.9, 0.0)
+    monkeypatch.setattr(load, "between", lambda *_: one_tick)
+    for machine in (idle, busy):
+        monkeypatch.setattr(load, "machine_load", lambda seconds, machine=machine: machine)
+        _, _, contention = profile_calls(lambda: torch.ones(4).sum(), "cpu", calls=2)
+        assert contention is machine
+    slow = load.Contention(1.5, 0.0, 0.5, 0.0)
+    monkeypatch.setattr(load, "between", lambda *_: slow)  # long enough to be read as it is
+    assert profile_calls(lambda: torch.ones(4).sum(), "cpu", calls=2)[2] is slow
 
 
 def test_the_profile_refuses_an_emulated_kernel_as_the_latency_harness_does(tmp_path):

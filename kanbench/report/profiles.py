@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from kanbench.report.summary import MEASURED, NOISY_MARK, NOISY_NOTE, Section, mode_order
+from kanbench.report.summary import MEASURED, NOISY_MARK, NOISY_NOTE, Section, mode_order, row_order
 from kanbench.report.tables import CONFIG
 
 TEXT = ("torch.profiler over a few calls after warm-up (on a GPU each after the L2 flush, whose kernels are taken "
@@ -24,6 +24,11 @@ def _short(message: str) -> str:
     """A ``profile_kernel`` row's message as "name (share)"."""
     found = KERNEL.match(message)
     return f"{found['name']} ({found['share']})" if found else message
+
+
+def _totals(group: pd.DataFrame) -> dict[str, float]:
+    """One configuration's ``profile_busy`` and ``profile_launches``."""
+    return {r.metric: float(r.value) for r in group.itertuples() if r.metric in ("profile_busy", "profile_launches")}
 
 
 def short_name(name: str, width: int = 32) -> str:
@@ -42,15 +47,16 @@ def profile_sections(df: pd.DataFrame) -> list[Section]:
         columns = sorted({(m, int(t)) for m, t in zip(part["mode"], part.tokens, strict=True)}, key=mode_order)
         table: dict[tuple[str, str], dict[str, tuple]] = {}
         for (variant, impl, mode, tokens), group in part.groupby(["variant", "impl", "mode", "tokens"]):
-            value = {m: g.value.astype(float).tolist() for m, g in group.groupby("metric")}
-            top = KERNEL.match(group[group.metric == "profile_kernel"].message.iloc[0])
-            busy = ("" if group.status.iloc[0] == "ok" else NOISY_MARK) + f"{value['profile_busy'][0]:.3g} ms"
+            value = _totals(group)
+            kernels = group[group.metric == "profile_kernel"].message
+            top = KERNEL.match(kernels.iloc[0]) if len(kernels) else None
+            busy = ("" if group.status.iloc[0] == "ok" else NOISY_MARK) + f"{value['profile_busy']:.3g} ms"
             table.setdefault((variant, impl), {})[f"{mode}\n{tokens} tok"] = (
-                busy, f"{value['profile_launches'][0]:g} launches",
+                busy, f"{value['profile_launches']:g} launches",
                 f"{short_name(top['name'])} {top['share']}" if top else "")
-        frame = pd.DataFrame([{"variant": v, "impl": i, **{f"{m}\n{t} tok": cells.get(f"{m}\n{t} tok", ("",))
+        frame = pd.DataFrame([{"variant": v, "impl": i, **{f"{m}\n{t} tok": table[v, i].get(f"{m}\n{t} tok", ("",))
                                                             for m, t in columns}}
-                              for (v, i), cells in sorted(table.items())])
+                              for v, i in row_order(set(table))])
         notes = ["cell: busy ms per call (the device's kernels; on a CPU, the operators' self time) / launches "
                  "per call / the longest kernel and its share: a diagnosis, not a latency figure"]
         if (part.status == "noisy").any():
@@ -61,18 +67,18 @@ def profile_sections(df: pd.DataFrame) -> list[Section]:
 
 
 def profile_table(df: pd.DataFrame) -> pd.DataFrame:
-    rows = df[(df.harness == "profile") & df.status.isin(["ok", "noisy"])]
+    rows = df[(df.harness == "profile") & df.status.isin(MEASURED)]
     if rows.empty:
         return pd.DataFrame()
     latency = df[(df.harness == "latency") & (df.metric == "latency") & (df.stat == "median")
-                 & df.status.isin(["ok", "noisy"])].set_index([*CONFIG, "mode"]).value
+                 & df.status.isin(MEASURED)].set_index([*CONFIG, "mode"]).value
     out = []
     for key, group in rows.groupby([*CONFIG, "mode"], sort=True):
-        value = {m: g.value.astype(float).tolist() for m, g in group.groupby("metric")}
+        value = _totals(group)
         kernels = group[group.metric == "profile_kernel"].message.tolist()[:SHOWN]
         out.append({**dict(zip([*CONFIG, "mode"], key, strict=True)),
                     "latency ms": f"{float(latency[key]):.4g}" if key in latency.index else "",
-                    "busy ms": f"{value['profile_busy'][0]:.4g}",
-                    "launches": f"{value['profile_launches'][0]:g}",
+                    "busy ms": f"{value['profile_busy']:.4g}",
+                    "launches": f"{value['profile_launches']:g}",
                     "longest": "; ".join(map(_short, kernels))})
     return pd.DataFrame(out)

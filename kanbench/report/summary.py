@@ -65,6 +65,13 @@ def mode_order(key: tuple[str, int]) -> tuple[int, int]:
     return (MODES.index(mode) if mode in MODES else len(MODES), int(tokens))
 
 
+def row_order(pairs: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(variant, impl) rows as every summary table orders them: the baseline variant first, then by name; within a
+    variant the reference impl first."""
+    baseline = baseline_variant()
+    return sorted(pairs, key=lambda k: (k[0] != baseline, k[0], k[1] != REFERENCE, k[1]))
+
+
 def latency_sections(df: pd.DataFrame) -> list[Section]:
     """One table per device, dtype, form and width: rows variant/impl, one column per mode (and token count).
 
@@ -86,8 +93,7 @@ def latency_sections(df: pd.DataFrame) -> list[Section]:
             status[key] = "noisy" if "noisy" in set(group.status) else group.status.iloc[0]
             stats[key] = {r.stat: float(r.value) for r in group.itertuples() if r.value != ""}
         rows = []
-        order = sorted({k[:2] for k in stats}, key=lambda k: (k[0] != baseline, k[0], k[1] != REFERENCE, k[1]))
-        for variant, impl in order:
+        for variant, impl in row_order({k[:2] for k in stats}):
             row = {"variant": variant, "impl": impl}
             for mode, tokens in columns:
                 key, base = (variant, impl, mode, tokens), (baseline, REFERENCE, mode, tokens)
